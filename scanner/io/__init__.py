@@ -1,0 +1,1 @@
+"""Doors in and out: model import/export, input specs, trusted data."""

@@ -1,0 +1,95 @@
+"""safetensors + architecture name -> PyTorch module, with strict, explained loading."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scanner.errors import InputError
+from scanner.io.model_file import LoadedModel, sha256_file
+from scanner.io.spec import InputSpec
+from scanner.models import build_model, get_config
+
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+_MAX_KEYS_SHOWN = 8
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Remove DataParallel/compile wrappers' key prefixes (repeatedly, e.g. ``module._orig_mod.``)."""
+    stripped: list[str] = []
+    changed = True
+    while changed and state:
+        changed = False
+        for p in _PREFIXES[:2]:
+            if all(k.startswith(p) for k in state):
+                state = {k[len(p):]: v for k, v in state.items()}
+                stripped.append(p)
+                changed = True
+    return state, stripped
+
+
+def infer_num_classes(state: dict[str, torch.Tensor]) -> int:
+    """Rows of the last 2-D ``weight`` tensor in file order that looks like a classifier head."""
+    heads = [k for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    if not heads:
+        raise InputError("cannot infer the number of classes: no fully connected weight in the file")
+    preferred = [k for k in heads if re.search(r"(fc|linear|classifier|head)", k)]
+    key = (preferred or heads)[-1]
+    return int(state[key].shape[0])
+
+
+def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:
+    convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
+    return int(convs[0].shape[1]) if convs else 3
+
+
+def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None = None
+                     ) -> LoadedModel:
+    """Load weights into a registered architecture; strict, reporting missing/unexpected keys."""
+    from safetensors import SafetensorsError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if arch is None:
+        raise InputError(f"{path.name}: a safetensors file holds only weights; pass --arch NAME",
+                         hint="see `scan inspect --list-archs` for known names")
+    cfg = get_config(arch)
+    try:
+        state = load_file(str(path))
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
+    state, stripped = strip_prefixes(state)
+    num_classes = infer_num_classes(state)
+    in_ch = _infer_in_channels(state)
+    model = build_model(arch, num_classes=num_classes, in_channels=in_ch)
+    result = model.load_state_dict(state, strict=False)
+    # BatchNorm's num_batches_tracked is bookkeeping some exporters drop: not a mismatch.
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    unexpected = list(result.unexpected_keys)
+    if missing or unexpected:
+        def fmt(keys: list[str]) -> str:
+            more = f" (+{len(keys) - _MAX_KEYS_SHOWN} more)" if len(keys) > _MAX_KEYS_SHOWN else ""
+            return ", ".join(keys[:_MAX_KEYS_SHOWN]) + more
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {fmt(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {fmt(unexpected)}")
+        raise InputError(f"{path.name} does not match architecture {arch!r}: " + "; ".join(parts),
+                         hint="check --arch; key prefixes module./_orig_mod. are stripped automatically")
+    overrides = {k: v for k, v in (spec_overrides or {}).items() if v is not None}
+    h, w = overrides.get("size", (cfg.input_size, cfg.input_size))
+    spec = InputSpec(layout="NCHW", channels=in_ch, height=h, width=w,
+                     value_range=overrides.get("value_range", (0.0, 1.0)),
+                     mean=overrides.get("mean"), std=overrides.get("std"), fixed_batch=None,
+                     sources={"layout": "arch", "size": "flag" if "size" in overrides else "arch",
+                              "mean/std": "flag" if overrides.get("mean") else "none"})
+    notes = [f"stripped key prefix {p!r}" for p in stripped]
+    return LoadedModel(net=model.eval(), spec=spec, source=path, sha256=sha256_file(path),
+                       format="safetensors", num_classes=num_classes, arch=arch,
+                       import_notes=notes,
+                       has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                         for m in model.modules()))

@@ -1,0 +1,1 @@
+"""Writers that render result objects. Reports never compute."""
