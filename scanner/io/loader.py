@@ -37,12 +37,12 @@ def looks_like_pickle(path: Path) -> bool:
 
 def detect_format(path: Path) -> str:
     suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES or looks_like_pickle(path):
+        return "pickle"
     if suffix == ".onnx":
         return "onnx"
     if suffix == ".safetensors":
         return "safetensors"
-    if suffix in PICKLE_SUFFIXES or looks_like_pickle(path):
-        return "pickle"
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length then JSON

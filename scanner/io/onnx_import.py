@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.external_data_helper
 import torch
 from onnx import numpy_helper
 from torch import nn
@@ -31,12 +32,18 @@ def read_onnx(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
     try:
-        return onnx.load(str(path), load_external_data=True)
-    except FileNotFoundError as exc:
-        raise InputError(f"{path.name}: external data file missing: {exc.filename or exc}",
-                         hint="keep the .onnx.data side file next to the .onnx file") from exc
+        skeleton = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise InputError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+    missing = [p.name for p in external_data_files(path, skeleton) if not p.is_file()]
+    if missing:
+        raise InputError(f"{path.name}: external data file(s) missing: {', '.join(missing)}",
+                         hint="keep the .onnx.data side file next to the .onnx file")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(skeleton, str(path.parent))
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read its external data ({type(exc).__name__}: {exc})") from exc
+    return skeleton
 
 
 def external_data_files(path: Path, model: onnx.ModelProto | None = None) -> list[Path]:

@@ -49,7 +49,6 @@ def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:
 def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None = None
                      ) -> LoadedModel:
     """Load weights into a registered architecture; strict, reporting missing/unexpected keys."""
-    from safetensors import SafetensorsError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -59,7 +58,7 @@ def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None =
     cfg = get_config(arch)
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
     state, stripped = strip_prefixes(state)
     num_classes = infer_num_classes(state)

@@ -1,0 +1,84 @@
+"""The ``scan`` command line: inspect on every exporter variant, exit codes, JSON purity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from scanner.cli import main
+from scanner.io.cifar import SAMPLE_DIR
+from scanner.models import build_model
+
+from conftest import VARIANTS
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inspect_every_variant(model_zoo, variant, capsys):
+    for arch in ("resnet8", "tv_resnet18"):
+        assert main(["inspect", str(model_zoo[(arch, variant)])]) == 0
+        out = capsys.readouterr().out
+        assert "parity" in out and "OK" in out and "NCHW" in out
+
+
+def test_inspect_json_is_pure_and_complete(model_zoo, capsys):
+    assert main(["inspect", str(model_zoo[("normalized", "torchscript13")]), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["num_classes"] == 10 and doc["parity"]["passed"] is True
+    assert doc["spec"]["graph_mean"] == pytest.approx([0.49, 0.48, 0.45], abs=1e-5)
+    assert doc["op_histogram"]["Conv"] > 0 and doc["unsupported_ops"] == []
+
+
+def test_inspect_safetensors_with_trusted_sample(tmp_path, capsys):
+    p = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in build_model("resnet8").state_dict().items()}, str(p))
+    assert main(["inspect", str(p), "--arch", "resnet8", "--trusted", str(SAMPLE_DIR), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trusted"]["images"] == 500 and 0.0 <= doc["trusted"]["clean_accuracy"] <= 1.0
+
+
+def test_exit_codes(tmp_path, model_zoo, capsys):
+    assert main(["inspect", str(tmp_path / "missing.onnx")]) == 2
+    torch.save({"w": torch.zeros(2)}, tmp_path / "m.pt")
+    assert main(["inspect", str(tmp_path / "m.pt")]) == 2
+    assert "arbitrary code" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+    assert main(["inspect", str(model_zoo[("resnet8", "dynamo")]), "--layout", "NCWH"]) == 2
+    assert main(["inspect", str(model_zoo[("resnet8", "dynamo")]), "--mean", "a,b"]) == 2
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3, 8, 8])
+    g = helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "h.onnx"))
+    assert main(["inspect", str(tmp_path / "h.onnx")]) == 3
+    assert "Hardmax" in capsys.readouterr().err
+
+
+def test_crash_is_inconclusive_not_backdoor(monkeypatch, model_zoo, capsys):
+    from scanner import pipeline
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(pipeline, "inspect", boom)
+    assert main(["inspect", str(model_zoo[("resnet8", "dynamo")])]) == 3
+    assert "simulated crash" in capsys.readouterr().err
+
+
+def test_installed_console_script(model_zoo):
+    exe = shutil.which("scan")
+    cmd = [exe] if exe else [sys.executable, "-m", "scanner.cli"]
+    ok = subprocess.run([*cmd, "inspect", str(model_zoo[("resnet8", "dynamo_fixed1")]), "--json"],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["spec"]["fixed_batch"] == 1
+    bad = subprocess.run([*cmd, "inspect", "/nonexistent/model.onnx"], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "not found" in bad.stderr and bad.stdout == ""
