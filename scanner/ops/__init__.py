@@ -1,0 +1,1 @@
+"""Pure tensor functions behind the defenses and detectors (testable on tiny tensors)."""

@@ -1,0 +1,45 @@
+"""Metrics of the games and detectors: accuracy, ASR, anomaly index, ROC AUC."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of a normal's std
+
+
+def accuracy(pred: Tensor, labels: Tensor) -> float:
+    return float((pred == labels).float().mean()) if labels.numel() else float("nan")
+
+
+def attack_success_rate(pred: Tensor, labels: Tensor, target: int) -> float:
+    """Fraction of images whose true label is not ``target`` that are predicted as ``target``."""
+    keep = labels != target
+    if not bool(keep.any()):
+        return float("nan")
+    return float((pred[keep] == target).float().mean())
+
+
+def anomaly_index(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Neural Cleanse's MAD anomaly index |v - median| / (1.4826 * MAD), signed (negative = below)."""
+    v = np.asarray(values, dtype=np.float64)
+    med = np.median(v)
+    mad = MAD_CONSISTENCY * np.median(np.abs(v - med))
+    if mad == 0:
+        return np.where(v == med, 0.0, np.sign(v - med) * np.inf)
+    return (v - med) / mad
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve (probability a positive outranks a negative; ties count half)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError("ROC AUC needs at least one positive and one negative")
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))

@@ -1,0 +1,108 @@
+"""The pure mathematics on tiny tensors with hand-computed expectations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from scanner.ops.latent import (class_centroids, direction_cosine_sum, pairwise_cosine_sum,
+                                parameter_distance, slol_code, slol_paper)
+from scanner.ops.metrics import anomaly_index, attack_success_rate, roc_auc
+from scanner.ops.triggers import apply_additive, apply_mask_pattern, tanh_to_unit
+
+
+def test_class_centroids():
+    f = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0]])
+    classes, c = class_centroids(f, torch.tensor([5, 5, 2]))
+    assert classes.tolist() == [2, 5]
+    assert torch.allclose(c, torch.tensor([[0.0, 4.0], [2.0, 1.0]]))
+
+
+def test_pairwise_cosine_hand_computed():
+    c = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # cos(e1,e2)=0, cos(e1,(1,1))=cos(e2,(1,1))=1/sqrt2
+    assert float(pairwise_cosine_sum(c)) == pytest.approx(2 / math.sqrt(2), abs=1e-6)
+
+
+def _loop_direction_cos(p, c):
+    total = 0.0
+    for i, j in itertools.combinations(range(len(p)), 2):
+        total += float(torch.nn.functional.cosine_similarity(p[i] - p[j], c[i] - c[j], dim=0))
+    return total
+
+
+def test_direction_cosine_matches_loop_and_hand_value():
+    p = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    c = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    assert float(direction_cosine_sum(p, c)) == pytest.approx(0.0, abs=1e-6)  # orthogonal
+    assert float(direction_cosine_sum(p, p)) == pytest.approx(1.0, abs=1e-6)
+    assert float(direction_cosine_sum(p, -p)) == pytest.approx(-1.0, abs=1e-6)  # signed
+    torch.manual_seed(0)
+    p, c = torch.randn(7, 5), torch.randn(7, 5)
+    assert float(direction_cosine_sum(p, c)) == pytest.approx(_loop_direction_cos(p, c), abs=1e-5)
+
+
+def test_slol_forms():
+    torch.manual_seed(1)
+    p, c = torch.randn(4, 6), torch.randn(4, 6)
+    a, b = slol_paper(p, c)
+    assert float(a) == pytest.approx(float(pairwise_cosine_sum(c)))
+    assert float(b) == pytest.approx(_loop_direction_cos(p, c), abs=1e-5)
+    a2, b2 = slol_code(p, c)
+    cov = c.T @ c / 4
+    off = cov - torch.diag(torch.diag(cov))
+    assert float(a2) == pytest.approx(float(torch.sqrt((off ** 2).sum())), rel=1e-5)
+    assert float(b2) == pytest.approx(float(b), abs=1e-6)
+    # gradients flow to the tuned centroids only
+    c.requires_grad_(True)
+    sum(slol_paper(p, c)).backward()
+    assert c.grad is not None and torch.isfinite(c.grad).all()
+
+
+def test_parameter_distance():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        a.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        a.bias.fill_(0.0)
+        b.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        b.bias.fill_(3.0)
+    assert float(parameter_distance(a, b)) == pytest.approx((4 + 9) / 3)
+    assert float(parameter_distance(a, a)) == 0.0
+
+
+def test_trigger_application():
+    x = torch.tensor([[[[0.2, 0.9]]]])
+    assert torch.allclose(apply_additive(x, torch.tensor(0.5)), torch.tensor([[[[0.7, 1.0]]]]))
+    assert torch.allclose(apply_additive(x, torch.tensor(-0.5)), torch.tensor([[[[0.0, 0.4]]]]))
+    m = torch.tensor([[[0.0, 1.0]]])
+    p = torch.tensor([[[0.5, 0.5]]])
+    assert torch.allclose(apply_mask_pattern(x, m, p), torch.tensor([[[[0.2, 0.5]]]]))
+    assert float(tanh_to_unit(torch.tensor(0.0))) == 0.5
+
+
+def test_asr_ignores_target_class_images():
+    pred = torch.tensor([0, 0, 1, 0])
+    labels = torch.tensor([0, 1, 1, 2])
+    assert attack_success_rate(pred, labels, 0) == pytest.approx(2 / 3)
+    assert np.isnan(attack_success_rate(pred, torch.zeros(4, dtype=torch.long), 0))
+
+
+def test_anomaly_index():
+    v = [1.0, 2.0, 3.0, 4.0, 100.0]
+    idx = anomaly_index(v)
+    # median 3, MAD = median(|v-3|) = median(2,1,0,1,97) = 1 -> scale 1.4826
+    assert idx[0] == pytest.approx(-2 / 1.4826) and idx[4] == pytest.approx(97 / 1.4826)
+
+
+def test_roc_auc_hand_checked():
+    # positives 0.9, 0.4 ; negatives 0.5, 0.1, 0.4
+    # pairs: 0.9 beats all 3; 0.4 beats 0.1, ties 0.4, loses to 0.5 -> (3 + 1 + 0.5) / 6 = 0.75
+    assert roc_auc([0.9, 0.4, 0.5, 0.1, 0.4], [1, 1, 0, 0, 0]) == pytest.approx(0.75)
+    assert roc_auc([1, 2], [0, 1]) == 1.0 and roc_auc([1, 2], [1, 0]) == 0.0
+    with pytest.raises(ValueError):
+        roc_auc([1, 2], [1, 1])
