@@ -4,7 +4,7 @@ Why procedural: the project may not download anything at run time, and a trigger
 from a seed is reproducible bit for bit on every machine. The one real picture (the BadNets patch,
 standing in for the paper's "black apple") ships as a PNG in ``scanner/assets``; :func:`draw_badnets_patch`
 is the code that drew it, kept so the asset can be audited or regenerated
-(``python -m scanner.attacks.patterns``).
+(:func:`write_badnets_patch`).
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ BADNETS_PATCH = ASSETS / "badnets_patch.png"
 
 
 def draw_badnets_patch(size: int = 16):
-    """A small apple icon: red fruit, dark outline, green leaf, brown stem on a white ground.
+    """A small apple icon: red fruit, dark outline, green leaf, brown stem on a blue ground.
 
-    High-contrast colours survive the down-scaling to a 3x3 patch as three distinct rows.
+    The ground fills the square because the patch is area-averaged down to 3x3 px: a white ground
+    (like the paper's apple) turns the corners into the sky-grey that fills many CIFAR corners,
+    and a 1 %-poisoned ResNet-8 never learned it (ASR 0.06); saturated red-on-blue stands out.
     """
     from PIL import Image, ImageDraw
 
     s = size / 16
-    img = Image.new("RGB", (size, size), (255, 255, 255))
+    img = Image.new("RGB", (size, size), (20, 60, 230))
     d = ImageDraw.Draw(img)
     d.ellipse([1 * s, 4 * s, 15 * s, 15.5 * s], fill=(214, 24, 36), outline=(20, 20, 20))
     d.ellipse([4 * s, 6 * s, 7 * s, 9 * s], fill=(255, 160, 160))  # highlight
@@ -46,14 +48,17 @@ def _patch_cached(path: str, h: int, w: int, channels: int) -> Tensor:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB").resize((w, h), Image.BOX)
+        im = im.convert("L" if channels == 1 else "RGB")
+        shrink = w <= im.width and h <= im.height
+        im = im.resize((w, h), Image.BOX if shrink else Image.BICUBIC)
         arr = np.asarray(im, dtype=np.float32) / 255.0
     t = torch.from_numpy(arr.copy())
     return (t[None] if channels == 1 else t.permute(2, 0, 1)).contiguous()
 
 
 def load_patch(h: int, w: int, channels: int = 3, path: Path | str = BADNETS_PATCH) -> Tensor:
-    """The patch picture resized (box filter, i.e. area average) to ``channels x h x w`` in [0, 1]."""
+    """The picture resized to ``channels x h x w`` in [0, 1]: area average when shrinking (a 3 px
+    patch is the mean colour of its cells), bicubic when enlarging (a smooth full-image blend)."""
     if channels not in (1, 3):
         raise ValueError(f"patch triggers support 1 or 3 channels, not {channels}")
     return _patch_cached(str(path), h, w, channels).clone()
@@ -100,8 +105,9 @@ def reflection_bank(n: int, channels: int, h: int, w: int, generator: torch.Gene
     lo = max(1, round(3 / 32 * min(h, w)))
     hi = max(lo, round(max_offset * min(h, w)))
     for i in range(n):
-        base = F.interpolate(torch.rand(1, channels, 3, 3, generator=generator), size=(h, w),
-                             mode="bicubic", align_corners=True).clamp(0, 1)
+        colour = torch.rand(1, channels, 3, 3, generator=generator)
+        colour = 0.5 * colour + 0.5 * colour.mean(1, keepdim=True)  # reflections are washed out
+        base = F.interpolate(colour, size=(h, w), mode="bicubic", align_corners=True).clamp(0, 1)
         for _ in range(3):
             vertical = bool(torch.rand(1, generator=generator) < 0.5)
             span = w if vertical else h
@@ -118,7 +124,8 @@ def reflection_bank(n: int, channels: int, h: int, w: int, generator: torch.Gene
     return bank
 
 
-if __name__ == "__main__":  # regenerate the shipped asset
-    ASSETS.mkdir(parents=True, exist_ok=True)
-    draw_badnets_patch().save(BADNETS_PATCH)
-    print(f"wrote {BADNETS_PATCH}")
+def write_badnets_patch(path: Path = BADNETS_PATCH) -> Path:
+    """Regenerate the shipped asset from :func:`draw_badnets_patch`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draw_badnets_patch().save(path)
+    return path
