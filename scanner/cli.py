@@ -116,6 +116,84 @@ def inspect_cmd(
         render_inspect(res, Console(no_color=bool(os.environ.get("NO_COLOR"))))
 
 
+class _Progress:
+    """Progress on stderr: a Rich bar on a terminal, plain periodic lines in CI logs."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, step: int, total: int, info: dict) -> None:
+        import time
+
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if step != total and now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        extra = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in info.items() if not isinstance(v, (list, dict)))
+        end = "\r" if self.tty and step != total else "\n"
+        sys.stderr.write(f"  step {step}/{total} {extra}\033[K{end}" if self.tty
+                         else f"  step {step}/{total} {extra}\n")
+        sys.stderr.flush()
+
+
+@app.command("detect")
+def detect_cmd(
+    model: Path = typer.Argument(..., help="Model file: .onnx, or .safetensors with --arch."),
+    trusted: Path = typer.Option(..., "--trusted", help="Trusted data: folder of class folders, CSV path,label, or npz x,y."),
+    arch: Optional[str] = ArchOpt,
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names file, one per line (line i = class i)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Policy TOML (default: rules/default.toml)."),
+    method: Optional[str] = typer.Option(None, "--method", help="nc (Neural Cleanse, default) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
+    budget: str = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget."),
+    no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed repeats the scan on the same machine."),
+    layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
+    value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
+    device: str = DeviceOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print only the JSON report on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Scan a model for a backdoor (the default command: `scan MODEL --trusted DIR`).
+
+    Exit 0 pass, 1 backdoor suspected, 2 bad input, 3 inconclusive.
+
+    Examples:\n
+      scan model.onnx --trusted data/\n
+      scan weights.safetensors --arch resnet20 --trusted data.npz --json
+    """
+    import torch
+
+    from scanner import pipeline
+    from scanner.device import resolve_device
+    from scanner.errors import EXIT_BACKDOOR, EXIT_PASS, InputError
+    from scanner.policy import load_policy
+
+    if method is not None and method not in ("cti", "nc"):
+        raise InputError(f"--method must be cti or nc, got {method!r}")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    settings = pipeline.ScanSettings(seed=seed, budget_level=budget, method=method,
+                                     canary=not no_canary)
+    res = pipeline.detect(model, trusted, arch=arch, labels_file=labels,
+                          spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
+                          policy=load_policy(config), settings=settings, device=dev,
+                          progress=_Progress(quiet or as_json))
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
+    else:
+        from scanner.report.terminal import render_scan
+
+        render_scan(res, Console(stderr=False, no_color=bool(os.environ.get("NO_COLOR"))))
+    code = {pipeline.VERDICT_PASS: EXIT_PASS, pipeline.VERDICT_BACKDOOR: EXIT_BACKDOOR}.get(
+        res.verdict, EXIT_INCONCLUSIVE)
+    raise typer.Exit(code)
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print the scanner's version."""
@@ -125,7 +203,7 @@ def version_cmd() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map every failure onto the documented exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except ScanError as exc:
         _stderr_console().print(f"[bold red]error:[/] {exc.message}", highlight=False)
         if exc.hint:
@@ -147,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                 highlight=False)
         _stderr_console().print("the scan did not complete: verdict inconclusive (exit 3)")
         return _exit(EXIT_INCONCLUSIVE)
-    return 0
+    return _exit(rv if isinstance(rv, int) else 0)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

@@ -79,3 +79,197 @@ def inspect(model_path: str | Path, *, arch: str | None = None, spec_overrides: 
                           "class_counts": data.class_counts(), "notes": data.notes,
                           "clean_accuracy": acc, "class_names": data.class_names}
     return result
+
+
+# --------------------------------------------------------------------------- detect
+
+VERDICT_PASS = "pass"
+VERDICT_BACKDOOR = "backdoor"
+VERDICT_INCONCLUSIVE = "inconclusive"
+
+
+@dataclass
+class ScanSettings:
+    """Everything besides the model and data that decides a scan (recorded in every report)."""
+
+    device: str = "cpu"
+    seed: int = 0
+    budget_level: str = "standard"
+    budget: dict = field(default_factory=dict)
+    method: str | None = None  # None: the policy's gate.method
+    canary: bool = True
+    policy_source: str = ""
+    cti_threshold: float = 0.5
+    nc_threshold: float = 2.0
+    max_cda_drop: float = 0.02
+
+
+@dataclass
+class ScanResult:
+    """The verdict and the evidence behind it. Reports render this; they never compute."""
+
+    verdict: str
+    reasons: list[str]
+    model: dict
+    trusted: dict
+    settings: ScanSettings
+    detection: dict | None = None
+    repair: dict | None = None
+    canary: dict | None = None
+    timings: dict = field(default_factory=dict)
+    tool_version: str = __version__
+    artifacts: dict = field(default_factory=dict)  # not serialised: tensors for reports
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("artifacts")
+        return d
+
+
+def _repair_summary(rep) -> dict:
+    return {"pivot_cda": rep.pivot_cda, "best_cda": rep.best_cda, "best_step": rep.best_step,
+            "moved": rep.moved, "param_distance": rep.param_distance, "notes": rep.notes,
+            "trajectory": [{"step": c.step, "cda": c.cda, **c.extra} for c in rep.trajectory],
+            "wall_s": rep.wall_s}
+
+
+def _detection_summary(det) -> dict:
+    return {"method": det.method, "model_score": det.model_score, "flagged": det.flagged,
+            "top_class": det.top_class, "wall_s": det.wall_s, "notes": det.notes,
+            "per_class": [asdict(s) for s in det.per_class]}
+
+
+def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, budget,
+                  device: torch.device, progress=None) -> tuple:
+    """Repair (Pivotal Tuning) then CTI, or Neural Cleanse; returns (detection, repair|None)."""
+    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+    from scanner.detectors.cti import CTIConfig, cti_detect
+    from scanner.detectors.inversion import InversionConfig
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+
+    inv = InversionConfig(steps=budget.invert_steps, batch_size=budget.invert_batch,
+                          chunk=budget.invert_chunk, seed=settings.seed)
+    if settings.method == "nc":
+        return nc_detect(model, tune.x, tune.y, held.x, held.y, num_classes,
+                         NCConfig(inv, threshold=settings.nc_threshold),
+                         device=device, progress=progress), None
+    cfg = PivotalConfig.for_device(device, steps=budget.repair_steps,
+                                   batch_size=budget.repair_batch, seed=settings.seed,
+                                   max_cda_drop=settings.max_cda_drop)
+    rep = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
+                         progress=progress)
+    det = cti_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
+                     CTIConfig(inversion=inv), device=device, progress=progress)
+    return det, rep
+
+
+def _threshold(settings: ScanSettings) -> float:
+    return settings.nc_threshold if settings.method == "nc" else settings.cti_threshold
+
+
+def _is_flagged(det, settings: ScanSettings) -> bool:
+    """The model score (CTI: max calibrated score; NC: max low-side anomaly index) vs threshold."""
+    return det.model_score >= _threshold(settings)
+
+
+def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = None,
+           spec_overrides: dict | None = None, labels_file: str | Path | None = None,
+           policy=None, settings: ScanSettings | None = None, budget_overrides: dict | None = None,
+           device: torch.device | None = None, progress=None) -> ScanResult:
+    """Scan one model. Never returns "pass" for a scan that did not really run (fail closed)."""
+    import time
+
+    from scanner.budget import get_budget
+    from scanner.classifier import SplitClassifier
+    from scanner.detectors.canary import CanaryConfig, implant_canary
+    from scanner.policy import load_policy
+
+    t0 = time.perf_counter()
+    policy = policy or load_policy()
+    device = device or torch.device("cpu")
+    settings = settings or ScanSettings()
+    settings.device = str(device)
+    settings.canary = settings.canary and policy.gate.canary
+    settings.method = settings.method or policy.gate.method
+    settings.cti_threshold = policy.gate.cti_threshold
+    settings.nc_threshold = policy.gate.nc_threshold
+    settings.max_cda_drop = policy.repair.max_cda_drop
+    settings.policy_source = policy.source
+    budget = get_budget(device.type, settings.budget_level, **(budget_overrides or {}))
+    settings.budget = budget.to_dict()
+    torch.manual_seed(settings.seed)
+
+    loaded = load_model(model_path, arch=arch, spec_overrides=spec_overrides, device=device)
+    data = load_trusted(trusted, loaded.spec, loaded.num_classes, labels_file=labels_file,
+                        model_class_names=loaded.class_names,
+                        min_per_class=policy.gate.min_per_class)
+    model = SplitClassifier.from_loaded(loaded).to(device).eval()
+    model_info = {"path": str(model_path), "sha256": loaded.sha256, "format": loaded.format,
+                  "num_classes": loaded.num_classes, "spec": loaded.spec.to_dict(),
+                  "class_names": data.class_names, "import_notes": loaded.import_notes}
+    acc = clean_accuracy(model, data.x.to(device), data.y.to(device))
+    trusted_info = {"source": data.source, "images": len(data), "clean_accuracy": acc,
+                    "notes": data.notes}
+    timings = {"load_s": time.perf_counter() - t0}
+    result = ScanResult(VERDICT_INCONCLUSIVE, [], model_info, trusted_info, settings,
+                        timings=timings)
+    floor = max(policy.gate.min_clean_accuracy, 1.5 / max(2, loaded.num_classes))
+    if acc < floor:
+        result.reasons.append(
+            f"clean accuracy on the trusted data is {acc:.2f} (< {floor:.2f}): the preprocessing "
+            "(--mean/--std/--value-range/--layout) or the class map is probably wrong, or the "
+            "model is broken; refusing to judge it")
+        return result
+    tune, held = data.split(policy.gate.holdout, seed=settings.seed)
+
+    t1 = time.perf_counter()
+    det, rep = run_detection(model, tune, held, loaded.num_classes, settings, budget, device,
+                             progress)
+    timings["detect_s"] = time.perf_counter() - t1
+    result.detection = _detection_summary(det)
+    result.artifacts["triggers"] = det.triggers
+    if rep is not None:
+        result.repair = _repair_summary(rep)
+        if not rep.moved:
+            result.reasons.append("the repair found no state within the accuracy budget, so the "
+                                  "calibrated scores compare the model with itself")
+            return result
+    thr = _threshold(settings)
+    if _is_flagged(det, settings):
+        result.verdict = VERDICT_BACKDOOR
+        result.reasons.append(f"{det.method} model score {det.model_score:.3f} >= threshold "
+                              f"{thr:.3f}; most suspicious class {det.top_class}")
+        return result
+    if not settings.canary:
+        result.verdict = VERDICT_PASS
+        result.reasons.append(f"{det.method} model score {det.model_score:.3f} < threshold "
+                              f"{thr:.3f} (canary disabled: this pass is unverified)")
+        return result
+
+    t2 = time.perf_counter()
+    implant = implant_canary(model, tune.x, tune.y, held.x, held.y, loaded.num_classes,
+                             CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
+                             device=device)
+    canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
+              "implanted": implant.ok, "notes": implant.notes}
+    if implant.ok:
+        cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,
+                                device, progress)
+        hit = _is_flagged(cdet, settings)
+        canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class,
+                       "detected": hit})
+    else:
+        canary["detected"] = False
+    timings["canary_s"] = time.perf_counter() - t2
+    result.canary = canary
+    if canary["detected"]:
+        result.verdict = VERDICT_PASS
+        result.reasons.append(f"{det.method} model score {det.model_score:.3f} < threshold "
+                              f"{thr:.3f}, and the same scan flagged a "
+                              f"known implanted backdoor (canary score {canary['model_score']:.3f})")
+    else:
+        result.reasons.append("the sensitivity canary was not detected: this scan's budget, "
+                              "preprocessing or trusted data is too weak to trust a pass "
+                              "(try --budget thorough or more trusted images)")
+    timings["total_s"] = time.perf_counter() - t0
+    return result

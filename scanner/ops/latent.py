@@ -39,8 +39,10 @@ def direction_cosine_sum(p: Tensor, c: Tensor) -> Tensor:
     gc = c @ c.T
     dp, dc, dg = gp.diagonal(), gc.diagonal(), g.diagonal()
     num = dg[:, None] + dg[None, :] - g - g.T  # <p_i - p_j, c_i - c_j>
-    np_ = (dp[:, None] + dp[None, :] - 2 * gp).clamp_min(0).sqrt()
-    nc = (dc[:, None] + dc[None, :] - 2 * gc).clamp_min(0).sqrt()
+    # eps inside the sqrt: the (masked) diagonal is exactly 0 and sqrt'(0) = inf would turn the
+    # whole gradient into NaN through 0 * inf
+    np_ = ((dp[:, None] + dp[None, :] - 2 * gp).clamp_min(0) + _EPS).sqrt()
+    nc = ((dc[:, None] + dc[None, :] - 2 * gc).clamp_min(0) + _EPS).sqrt()
     cos = num / (np_ * nc).clamp_min(_EPS)
     return cos[_pair_mask(p.shape[0], p.device)].sum()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from scanner.pipeline import InspectResult
+from scanner.pipeline import InspectResult, ScanResult
 
 
 def render_inspect(res: InspectResult, console: Console) -> None:
@@ -49,3 +49,41 @@ def render_inspect(res: InspectResult, console: Console) -> None:
 
 def _fmt(v) -> str:
     return "-" if v is None else "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+
+
+_VERDICT_STYLE = {"pass": "bold green", "backdoor": "bold red", "inconclusive": "bold yellow"}
+
+
+def render_scan(res: ScanResult, console: Console) -> None:
+    style = _VERDICT_STYLE.get(res.verdict, "bold")
+    console.print(f"[{style}]verdict: {res.verdict.upper()}[/]  {res.model['path']}")
+    for r in res.reasons:
+        console.print(f"  - {r}", highlight=False)
+    console.print(f"  sha256 {res.model['sha256']}; {res.trusted['images']} trusted images, clean "
+                  f"accuracy {res.trusted['clean_accuracy']:.3f}", highlight=False)
+    det = res.detection
+    if det:
+        names = res.model.get("class_names") or []
+        t = Table(title=f"{det['method']} per-class scores (model score {det['model_score']:.3f})",
+                  title_justify="left")
+        for col in ("class", "score", "ASR suspect", "ASR repaired", "trigger L1", "flag"):
+            t.add_column(col, justify="right" if col != "class" else "left")
+        for s in det["per_class"]:
+            name = f"{s['cls']} {names[s['cls']]}" if s["cls"] < len(names) else str(s["cls"])
+            t.add_row(name, f"{s['score']:.3f}", f"{s['asr_pivot']:.2f}",
+                      "-" if s["asr_tuned"] is None else f"{s['asr_tuned']:.2f}",
+                      f"{s['trigger_l1']:.1f}", "FLAG" if s["cls"] in det["flagged"] else "")
+        console.print(t)
+    if res.repair:
+        r = res.repair
+        console.print(f"  repair: held-out accuracy {r['pivot_cda']:.3f} -> {r['best_cda']:.3f} "
+                      f"(step {r['best_step']}), moved={r['moved']}", highlight=False)
+    if res.canary:
+        c = res.canary
+        console.print(f"  canary: implanted={c['implanted']} (ASR {c['implant_asr']:.2f}), "
+                      f"detected={c['detected']}"
+                      + (f" score {c['model_score']:.3f}" if "model_score" in c else ""),
+                      highlight=False)
+    tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
+    console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}",
+                  highlight=False)

@@ -1,0 +1,1 @@
+"""Model repair: Pivotal Tuning and the baselines, all returning a RepairResult."""

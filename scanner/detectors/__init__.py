@@ -1,0 +1,1 @@
+"""Backdoor detectors (CTI, Neural Cleanse) and the sensitivity canary."""

@@ -1,0 +1,110 @@
+"""Sensitivity canary: prove the scan could have seen a backdoor before trusting a "pass".
+
+The defender may always poison its own copy (paper Sec. 5.3): a copy of the suspect model gets a
+known patch backdoor by a short fine-tune on the trusted data, and the same detection runs on it
+with the same budget. If the canary is not flagged, a "pass" on the real model means nothing:
+the verdict becomes inconclusive. The canary trigger is the scanner's own (a checkerboard patch
+in the bottom-right corner), unrelated to any attack generator: detectors never see attacks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from scanner.classifier import SplitClassifier, predict
+from scanner.ops.metrics import accuracy, attack_success_rate
+
+
+@dataclass
+class CanaryConfig:
+    patch_frac: float = 0.125  # side of the square patch relative to the image width
+    poison_frac: float = 0.5  # poisoned copies added per step, relative to the clean batch
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_asr: float = 0.9  # implant counts only when it actually took
+    # The canary tests the detector's sensitivity, not the repair: it may cost accuracy, as long
+    # as it stays a working classifier (imported CIFAR models lost 0.1-0.3 in our probes).
+    max_cda_drop: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class CanaryImplant:
+    model: SplitClassifier
+    target: int
+    asr: float
+    cda: float
+    pivot_cda: float
+    steps: int
+    ok: bool
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def canary_patch(shape: tuple[int, int, int], frac: float, seed: int) -> tuple[Tensor, int]:
+    """A high-contrast random checkerboard patch (C x s x s) and its side s."""
+    c, h, w = shape
+    s = max(2, int(round(frac * w)))
+    g = torch.Generator().manual_seed(10_007 + seed)
+    colors = torch.rand(2, c, 1, 1, generator=g)
+    colors[0] = colors[0] * 0.3
+    colors[1] = 0.7 + colors[1] * 0.3
+    board = (torch.arange(s)[:, None] + torch.arange(s)[None, :]) % 2
+    return torch.where(board.bool()[None], colors[1], colors[0]).expand(c, s, s).clone(), s
+
+
+def stamp_canary(x: Tensor, patch: Tensor) -> Tensor:
+    s = patch.shape[-1]
+    x = x.clone()
+    x[..., -s:, -s:] = patch.to(x.device)
+    return x
+
+
+def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
+                   y_held: Tensor, num_classes: int, cfg: CanaryConfig, *,
+                   device: torch.device | None = None) -> CanaryImplant:
+    """Fine-tune a copy of ``model`` so that the canary patch maps every image to one class."""
+    t0 = time.perf_counter()
+    device = device or next(model.parameters()).device
+    g = torch.Generator().manual_seed(cfg.seed)
+    target = int(torch.randint(0, num_classes, (1,), generator=g))
+    patch, _ = canary_patch(tuple(x_tune.shape[1:]), cfg.patch_frac, cfg.seed)
+    canary = model.clone().to(device)
+    pivot_cda = accuracy(predict(canary, x_held), y_held)
+    for p in canary.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(canary.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True)
+    n = len(y_tune)
+    step = 0
+    asr = cda = 0.0
+    while step < cfg.steps:
+        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=g)
+        xb, yb = x_tune[idx], y_tune[idx]
+        k = max(1, int(cfg.poison_frac * len(idx)))
+        xp = stamp_canary(xb[:k], patch)  # poisoned copies on top of an intact clean batch
+        canary.train()
+        canary.set_bn_eval()
+        loss = F.cross_entropy(canary(xb.to(device)), yb.to(device)) + F.cross_entropy(
+            canary(xp.to(device)), torch.full((k,), target, device=device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 25 == 0 or step == cfg.steps:
+            asr = attack_success_rate(predict(canary, stamp_canary(x_held, patch)), y_held, target)
+            cda = accuracy(predict(canary, x_held), y_held)
+            if asr >= cfg.min_asr and cda >= pivot_cda - cfg.max_cda_drop:
+                break
+    canary.eval()
+    for p in canary.parameters():
+        p.requires_grad_(False)
+    ok = asr >= cfg.min_asr and cda >= pivot_cda - cfg.max_cda_drop
+    notes = [] if ok else [f"canary implant did not take (ASR {asr:.2f}, CDA {cda:.2f} vs {pivot_cda:.2f})"]
+    return CanaryImplant(canary, target, asr, cda, pivot_cda, step, ok, notes,
+                         time.perf_counter() - t0)

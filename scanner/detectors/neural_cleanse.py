@@ -1,0 +1,55 @@
+"""Neural Cleanse (Wang et al. 2019), original parametrisation, as the baseline detector.
+
+tanh mask + pattern, CE + cost * |m|_1 with the adaptive cost schedule (init 1e-3, x2 up,
+/2^1.5 down, patience 5), Adam lr 0.1 betas (0.5, 0.9); anomaly index = MAD index of the mask
+L1 norms, flagged when a class lies more than 2 below the median.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scanner.detectors.inversion import (InversionConfig, ProgressFn, ce_rows, frozen,
+                                         invert_triggers, trigger_success)
+from scanner.detectors.result import ClassScore, DetectionResult
+from scanner.ops.metrics import anomaly_index
+
+NC_THRESHOLD = 2.0
+
+
+@dataclass
+class NCConfig:
+    inversion: InversionConfig = field(default_factory=lambda: InversionConfig(
+        form="mask", steps=400, batch_size=32, lr=0.1))
+    threshold: float = NC_THRESHOLD
+
+
+def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
+              y_held: Tensor, num_classes: int, cfg: NCConfig, *,
+              device: torch.device | None = None,
+              progress: ProgressFn | None = None) -> DetectionResult:
+    t0 = time.perf_counter()
+    device = device or next(model.parameters()).device
+    model = model.to(device)
+
+    def row_loss(xk: Tensor, c_rows: Tensor, y_rows: Tensor):
+        logits = model(xk)
+        return ce_rows(logits, c_rows), logits.argmax(-1) == c_rows
+
+    classes = list(range(num_classes))
+    with frozen(model):
+        trig = invert_triggers(row_loss, x_tune, y_tune, classes, cfg.inversion, device=device,
+                               progress=progress)
+        asr = trigger_success(model, trig, x_held, y_held)
+    l1 = np.array(trig.mask_l1())
+    idx = -anomaly_index(l1)  # positive = smaller mask than the median
+    per = [ClassScore(c, float(idx[c]), asr[c], None, float(l1[c]), float(idx[c])) for c in classes]
+    flagged = [c for c in classes if idx[c] > cfg.threshold]
+    finite = idx[np.isfinite(idx)]
+    return DetectionResult("neural_cleanse", float(finite.max() if finite.size else 0.0), per,
+                           flagged, trig, time.perf_counter() - t0)

@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmarks and games over model zoos (uses attacks, defenses, detectors)."""
