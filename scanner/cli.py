@@ -148,7 +148,7 @@ def detect_cmd(
     arch: Optional[str] = ArchOpt,
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class names file, one per line (line i = class i)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Policy TOML (default: rules/default.toml)."),
-    method: Optional[str] = typer.Option(None, "--method", help="nc (Neural Cleanse, default) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
+    method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
     budget: str = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget."),
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed repeats the scan on the same machine."),
@@ -173,8 +173,8 @@ def detect_cmd(
     from scanner.errors import EXIT_BACKDOOR, EXIT_PASS, InputError
     from scanner.policy import load_policy
 
-    if method is not None and method not in ("cti", "nc"):
-        raise InputError(f"--method must be cti or nc, got {method!r}")
+    if method is not None and method not in ("mask", "nc", "cti"):
+        raise InputError(f"--method must be mask, nc or cti, got {method!r}")
     dev = resolve_device(device)
     torch.manual_seed(seed)
     settings = pipeline.ScanSettings(seed=seed, budget_level=budget, method=method,

@@ -101,6 +101,7 @@ class ScanSettings:
     policy_source: str = ""
     cti_threshold: float = 0.5
     nc_threshold: float = 2.0
+    mask_threshold: float = 3.5
     max_cda_drop: float = 0.02
 
 
@@ -149,9 +150,10 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
 
     inv = InversionConfig(steps=budget.invert_steps, batch_size=budget.invert_batch,
                           chunk=budget.invert_chunk, seed=settings.seed)
-    if settings.method == "nc":
+    if settings.method in ("nc", "mask"):
+        stat = "mad" if settings.method == "nc" else "log_mad"
         return nc_detect(model, tune.x, tune.y, held.x, held.y, num_classes,
-                         NCConfig(inv, threshold=settings.nc_threshold),
+                         NCConfig(inv, threshold=_threshold(settings), statistic=stat),
                          device=device, progress=progress), None
     cfg = PivotalConfig.for_device(device, steps=budget.repair_steps,
                                    batch_size=budget.repair_batch, seed=settings.seed,
@@ -164,7 +166,8 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
 
 
 def _threshold(settings: ScanSettings) -> float:
-    return settings.nc_threshold if settings.method == "nc" else settings.cti_threshold
+    return {"nc": settings.nc_threshold, "mask": settings.mask_threshold}.get(
+        settings.method, settings.cti_threshold)
 
 
 def _is_flagged(det, settings: ScanSettings) -> bool:
@@ -193,6 +196,7 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     settings.method = settings.method or policy.gate.method
     settings.cti_threshold = policy.gate.cti_threshold
     settings.nc_threshold = policy.gate.nc_threshold
+    settings.mask_threshold = policy.gate.mask_threshold
     settings.max_cda_drop = policy.repair.max_cda_drop
     settings.policy_source = policy.source
     budget = get_budget(device.type, settings.budget_level, **(budget_overrides or {}))

@@ -17,14 +17,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+METHODS = ("mask", "nc", "cti")
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "rules" / "default.toml"
 
 
 @dataclass
 class GatePolicy:
-    method: str = "nc"
+    method: str = "mask"
     cti_threshold: float = 0.5
     nc_threshold: float = 2.0
+    mask_threshold: float = 3.5
     min_clean_accuracy: float = 0.3
     min_per_class: int = 5
     holdout: float = 0.2
@@ -44,7 +46,7 @@ class Policy:
 
 
 _RANGES = {
-    "gate.cti_threshold": (-1.0, 1.0), "gate.nc_threshold": (0.0, 100.0), "gate.min_clean_accuracy": (0.0, 1.0),
+    "gate.cti_threshold": (-1.0, 1.0), "gate.nc_threshold": (0.0, 100.0), "gate.mask_threshold": (0.0, 100.0), "gate.min_clean_accuracy": (0.0, 1.0),
     "gate.min_per_class": (0, 100_000), "gate.holdout": (0.01, 0.9),
     "repair.max_cda_drop": (0.0, 1.0),
 }
@@ -63,8 +65,8 @@ def _section(cls, data: dict, name: str, src: str):
             v = float(v)
         if not isinstance(v, want) or (want is int and isinstance(v, bool)):
             raise InputError(f"{src}: {key} must be {want.__name__}, got {v!r}")
-        if key == "gate.method" and v not in ("nc", "cti"):
-            raise InputError(f"{src}: gate.method must be 'nc' or 'cti', got {v!r}")
+        if key == "gate.method" and v not in METHODS:
+            raise InputError(f"{src}: gate.method must be one of {', '.join(METHODS)}, got {v!r}")
         lo, hi = _RANGES.get(key, (None, None))
         if lo is not None and not lo <= v <= hi:
             raise InputError(f"{src}: {key} = {v!r} is outside [{lo}, {hi}]")

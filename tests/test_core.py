@@ -70,7 +70,7 @@ def test_neural_cleanse_finds_the_real_target(badnets_digits, digits):
     _, _, tune, held = digits
     model = SplitClassifier(net, InputSpec())
     res = nc_detect(model, tune.x, tune.y, held.x, held.y, 10,
-                    NCConfig(InversionConfig(steps=150, batch_size=32)))
+                    NCConfig(InversionConfig(steps=100, batch_size=24)))
     assert res.top_class == 0 and 0 in res.flagged
     l1 = {s.cls: s.trigger_l1 for s in res.per_class}
     assert l1[0] < 0.25 * float(np.median(list(l1.values())))
@@ -84,7 +84,7 @@ def test_pivotal_tuning_contract(badnets_digits, digits):
     _, _, tune, held = digits
     pivot = SplitClassifier(net, InputSpec())
     before = [p.clone() for p in pivot.parameters()]
-    cfg = PivotalConfig(steps=40, eval_every=10, seed=5)
+    cfg = PivotalConfig(steps=20, eval_every=10, seed=5)
     r1 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     r2 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     assert all(torch.equal(p, q) for p, q in zip(before, pivot.parameters()))
@@ -93,7 +93,7 @@ def test_pivotal_tuning_contract(badnets_digits, digits):
     assert accuracy(predict(r1.model, held.x), held.y) == pytest.approx(r1.best_cda)
     assert all(torch.equal(a, b) for a, b in zip(r1.model.state_dict().values(),
                                                   r2.model.state_dict().values()))
-    assert [c.step for c in r1.trajectory] == [0, 10, 20, 30, 40]
+    assert [c.step for c in r1.trajectory] == [0, 10, 20]
 
 
 def test_pivotal_tuning_reports_no_repair(badnets_digits, digits):

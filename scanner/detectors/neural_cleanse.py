@@ -2,7 +2,14 @@
 
 tanh mask + pattern, CE + cost * |m|_1 with the adaptive cost schedule (init 1e-3, x2 up,
 /2^1.5 down, patience 5), Adam lr 0.1 betas (0.5, 0.9); anomaly index = MAD index of the mask
-L1 norms, flagged when a class lies more than 2 below the median.
+L1 norms, flagged when a class lies more than 2 below the median (``statistic="mad"``, the
+baseline as published).
+
+``statistic="log_mad"`` is the scanner's variant: the same index on log L1 norms. Why: mask norms
+spread multiplicatively (clean classes range over ~3x), so on a linear scale a real trigger 16x
+smaller than the median still scored below 2 in our probe; on a log scale it stands out. Its
+threshold is the textbook modified-z-score outlier rule, 3.5 (Iglewicz & Hoaglin), not a value
+fitted to our models.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from scanner.detectors.result import ClassScore, DetectionResult
 from scanner.ops.metrics import anomaly_index
 
 NC_THRESHOLD = 2.0
+LOG_MAD_THRESHOLD = 3.5
 
 
 @dataclass
@@ -27,6 +35,13 @@ class NCConfig:
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(
         form="mask", steps=400, batch_size=32, lr=0.1))
     threshold: float = NC_THRESHOLD
+    statistic: str = "mad"  # "mad" (original) | "log_mad"
+
+
+def mask_outlier_index(l1: np.ndarray, statistic: str) -> np.ndarray:
+    """Low-side anomaly index of mask norms (positive = smaller than the median)."""
+    v = np.log(np.maximum(l1, 1e-6)) if statistic == "log_mad" else l1
+    return -anomaly_index(v)
 
 
 def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
@@ -47,9 +62,13 @@ def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Te
                                progress=progress)
         asr = trigger_success(model, trig, x_held, y_held)
     l1 = np.array(trig.mask_l1())
-    idx = -anomaly_index(l1)  # positive = smaller mask than the median
+    idx = mask_outlier_index(l1, cfg.statistic)
     per = [ClassScore(c, float(idx[c]), asr[c], None, float(l1[c]), float(idx[c])) for c in classes]
     flagged = [c for c in classes if idx[c] > cfg.threshold]
     finite = idx[np.isfinite(idx)]
-    return DetectionResult("neural_cleanse", float(finite.max() if finite.size else 0.0), per,
-                           flagged, trig, time.perf_counter() - t0)
+    name = "neural_cleanse" if cfg.statistic == "mad" else "mask_outlier"
+    return DetectionResult(name, float(finite.max() if finite.size else 0.0), per,
+                           flagged, trig, time.perf_counter() - t0,
+                           extra={"statistic": cfg.statistic,
+                                  "index_mad": mask_outlier_index(l1, "mad").tolist(),
+                                  "index_log_mad": mask_outlier_index(l1, "log_mad").tolist()})

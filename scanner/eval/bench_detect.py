@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=[".cache/zoo/*/*.onnx"])
     ap.add_argument("--trusted", type=int, default=500)
     ap.add_argument("--budget", default="standard")
-    ap.add_argument("--methods", default="cti,nc")
+    ap.add_argument("--methods", default="nc,cti",
+                    help="nc runs the inversion once and reports both NC's MAD and the log-MAD 'mask' score")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write per-model JSON lines here")
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                                      torch.device("cpu"))
             row[f"{method}_score"] = det.model_score
             row[f"{method}_top"] = det.top_class
+            if method == "nc":  # the scanner's log-MAD statistic from the same inversion
+                row["mask_score"] = max(det.extra["index_log_mad"])
+                row["l1"] = [round(s.trigger_l1, 2) for s in det.per_class]
             row[f"{method}_s"] = time.perf_counter() - t
             if rep is not None:
                 row["asr_after"] = attack_success_rate(predict(rep.model, attack.apply(xe)), ye,
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     labels = [int(r["backdoored"]) for r in rows]
     if 0 < sum(labels) < len(labels):
-        for m in args.methods.split(","):
+        methods = args.methods.split(",") + (["mask"] if "nc" in args.methods else [])
+        for m in methods:
             print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
     return 0
 

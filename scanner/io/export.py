@@ -88,6 +88,9 @@ def export_onnx(module: nn.Module, reference_onnx: Path | None, out_path: Path, 
         onnx.save_model(model, str(tmp), save_as_external_data=False)
         x = verify_inputs if verify_inputs is not None else _random_inputs(spec, 8)
         verify_export(tmp, net, x)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a release artefact is shared
         os.replace(tmp, out_path)
     finally:
         if tmp.exists():

@@ -1,0 +1,159 @@
+"""End-to-end scans (pipeline and CLI) on real tiny backdoors, and the fail-closed paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from scanner import pipeline
+from scanner.cli import main
+from scanner.policy import load_policy, policy_from_dict
+
+from fixtures.digits import digits_model, split_digits
+
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("digits")
+    _, _, xt, yt = split_digits()
+    np.savez(d / "trusted.npz", x=(xt.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8),
+             y=yt.numpy())
+    for kind in ("badnets", "clean"):
+        net, _ = digits_model(kind)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(d / f"{kind}.safetensors"))
+    return d
+
+
+def _detect(files, kind, **settings):
+    s = pipeline.ScanSettings(budget_level="fast", **settings)
+    return pipeline.detect(files / f"{kind}.safetensors", files / "trusted.npz", arch="resnet8",
+                           settings=s)
+
+
+@pytest.fixture(scope="module")
+def backdoor_scan(digits_files):
+    return _detect(digits_files, "badnets", canary=False)
+
+
+def test_backdoored_model_fails_the_gate(backdoor_scan):
+    r = backdoor_scan
+    assert r.verdict == pipeline.VERDICT_BACKDOOR
+    assert r.detection["top_class"] == 0 and r.detection["model_score"] >= 3.5
+    assert r.trusted["clean_accuracy"] > 0.8
+    doc = json.loads(json.dumps(r.to_dict(), default=str))
+    assert doc["settings"]["method"] == "mask" and doc["model"]["sha256"]
+
+
+def test_clean_model_passes_only_with_a_detected_canary(digits_files):
+    r = _detect(digits_files, "clean")
+    assert r.verdict in (pipeline.VERDICT_PASS, pipeline.VERDICT_INCONCLUSIVE)
+    assert r.canary is not None
+    if r.verdict == pipeline.VERDICT_PASS:
+        assert r.canary["implanted"] and r.canary["detected"]
+    else:
+        assert not r.canary["detected"]
+
+
+def test_wrong_class_map_is_inconclusive(digits_files, tmp_path):
+    """Implausibly low clean accuracy (e.g. a scrambled class map) never yields a verdict."""
+    with np.load(digits_files / "trusted.npz") as z:
+        x, y = z["x"], z["y"]
+    np.savez(tmp_path / "scrambled.npz", x=x, y=(y + 3) % 10)
+    r = pipeline.detect(digits_files / "badnets.safetensors", tmp_path / "scrambled.npz",
+                        arch="resnet8", settings=pipeline.ScanSettings(budget_level="fast"))
+    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and r.detection is None
+    assert "clean accuracy" in r.reasons[0]
+
+
+def test_undetected_canary_is_inconclusive(digits_files, monkeypatch):
+    from scanner.detectors.canary import CanaryImplant
+
+    def failed_implant(model, *a, **k):
+        return CanaryImplant(model, 3, 0.1, 0.9, 0.9, 10, False, ["simulated failure"])
+
+    monkeypatch.setattr("scanner.detectors.canary.implant_canary", failed_implant)
+    monkeypatch.setattr(pipeline, "run_detection", _never_flags(pipeline.run_detection))
+    r = _detect(digits_files, "clean")
+    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and r.canary["detected"] is False
+
+
+def _never_flags(real):
+    def run(*a, **k):
+        det, rep = real(*a, **k)
+        det.model_score = -1.0
+        det.flagged = []
+        return det, rep
+    return run
+
+
+def test_cli_exit_codes_follow_the_verdict(monkeypatch, digits_files, backdoor_scan, capsys):
+    for verdict, code in ((pipeline.VERDICT_BACKDOOR, 1), (pipeline.VERDICT_PASS, 0),
+                          (pipeline.VERDICT_INCONCLUSIVE, 3)):
+        res = backdoor_scan
+        monkeypatch.setattr(pipeline, "detect", lambda *a, _v=verdict, **k: _with_verdict(res, _v))
+        args = [str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
+                str(digits_files / "trusted.npz"), "--json"]
+        assert main(args) == code  # default command: `scan MODEL ...` means `scan detect`
+        assert json.loads(capsys.readouterr().out)["verdict"] == verdict
+
+
+def _with_verdict(res, verdict):
+    import copy
+
+    r = copy.copy(res)
+    r.verdict = verdict
+    return r
+
+
+def test_cli_input_errors(digits_files, tmp_path, capsys):
+    assert main([str(digits_files / "badnets.safetensors"), "--trusted",
+                 str(digits_files / "trusted.npz")]) == 2  # no --arch
+    assert main([str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
+                 str(tmp_path / "missing")]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gate]\ncti_treshold = 0.3\n")
+    assert main([str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
+                 str(digits_files / "trusted.npz"), "--config", str(bad)]) == 2
+    assert "cti_treshold" in capsys.readouterr().err
+
+
+def test_real_subprocess_scan(digits_files):
+    """`scan MODEL` as installed: real scan, exit 1, pure JSON on stdout, progress on stderr."""
+    import shutil
+
+    exe = shutil.which("scan")
+    cmd = [exe] if exe else [sys.executable, "-m", "scanner.cli"]
+    p = subprocess.run([*cmd, str(digits_files / "badnets.safetensors"), "--arch", "resnet8",
+                        "--trusted", str(digits_files / "trusted.npz"), "--budget", "fast",
+                        "--no-canary", "--json"], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout)["verdict"] == "backdoor"
+
+
+def test_policy_validation(tmp_path):
+    assert load_policy().gate.method == "mask"
+    with pytest.raises(Exception, match="gate.method"):
+        policy_from_dict({"gate": {"method": "magic"}})
+    with pytest.raises(Exception, match="must be float"):
+        policy_from_dict({"gate": {"cti_threshold": "high"}})
+    with pytest.raises(Exception, match="outside"):
+        policy_from_dict({"repair": {"max_cda_drop": 2.0}})
+    with pytest.raises(Exception, match="unknown section"):
+        policy_from_dict({"gates": {}})
+    assert policy_from_dict({"gate": {"cti_threshold": 1}}).gate.cti_threshold == 1.0
+
+
+def test_seeded_scan_is_repeatable(digits_files):
+    def run(seed):
+        return pipeline.detect(digits_files / "badnets.safetensors", digits_files / "trusted.npz",
+                               arch="resnet8", budget_overrides={"invert_steps": 20},
+                               settings=pipeline.ScanSettings(budget_level="fast", canary=False,
+                                                              seed=seed))
+    l1 = [[s["trigger_l1"] for s in run(seed).detection["per_class"]] for seed in (7, 7, 8)]
+    assert l1[0] == l1[1] and l1[0] != l1[2]
