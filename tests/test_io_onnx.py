@@ -188,6 +188,6 @@ def test_imported_model_trains(model_zoo):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert all(p.grad is not None for p in params)
     assert losses[-1] < losses[0]

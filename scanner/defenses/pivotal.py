@@ -171,8 +171,8 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
                 cda = heldout_accuracy(tuned, x_held, y_held)
                 keeper.offer(tuned, step, cda)
                 ck = Checkpoint(step, cda, monitor(tuned) if monitor else {},
-                                {"ce": float(ce), "slol_a": float(sa), "slol_b": float(sb),
-                                 "param_dist": float(pd), "total": float(loss)})
+                                {"ce": ce.item(), "slol_a": sa.item(), "slol_b": sb.item(),
+                                 "param_dist": pd.item(), "total": loss.item()})
                 traj.append(ck)
                 if progress:
                     progress(step, cfg.steps, {"cda": cda, **ck.extra})
