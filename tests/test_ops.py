@@ -74,8 +74,8 @@ def test_parameter_distance():
         a.bias.fill_(0.0)
         b.weight.copy_(torch.tensor([[1.0, 0.0]]))
         b.bias.fill_(3.0)
-    assert float(parameter_distance(a, b)) == pytest.approx((4 + 9) / 3)
-    assert float(parameter_distance(a, a)) == 0.0
+    assert parameter_distance(a, b).item() == pytest.approx((4 + 9) / 3)
+    assert parameter_distance(a, a).item() == 0.0
 
 
 def test_trigger_application():
