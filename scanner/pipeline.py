@@ -41,15 +41,12 @@ class InspectResult:
         return asdict(self)
 
 
-def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   batch_size: int = 256) -> float:
+def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of a [0,1]-input classifier."""
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-    return correct / max(1, len(y))
+    from scanner.classifier import predict
+    from scanner.ops.metrics import accuracy
+
+    return accuracy(predict(model, x), y.cpu())
 
 
 def inspect(model_path: str | Path, *, arch: str | None = None, spec_overrides: dict | None = None,
