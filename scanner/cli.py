@@ -69,6 +69,7 @@ RangeOpt = typer.Option(None, "--value-range",
                         help="Pixel range the model expects, MIN,MAX (default 0,1; uint8 inputs 0,255).")
 MeanOpt = typer.Option(None, "--mean", help="Per-channel mean to subtract (only if NOT inside the graph), e.g. 0.4914,0.4822,0.4465.")
 StdOpt = typer.Option(None, "--std", help="Per-channel std to divide by (only if NOT inside the graph).")
+LabelsOpt = typer.Option(None, "--labels", help="Class names file, one per line (line i = class i).")
 DeviceOpt = typer.Option("auto", "--device", help="auto|cpu|cuda (auto picks CUDA when torch sees it).")
 
 
@@ -78,7 +79,7 @@ def inspect_cmd(
     arch: Optional[str] = ArchOpt,
     trusted: Optional[Path] = typer.Option(
         None, "--trusted", help="Optional trusted data (folder / CSV / npz): also report clean accuracy."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names file, one per line (line i = class i)."),
+    labels: Optional[Path] = LabelsOpt,
     min_per_class: int = typer.Option(5, "--min-per-class", help="Minimum trusted images per class."),
     layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
     value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
@@ -146,7 +147,7 @@ def detect_cmd(
     model: Path = typer.Argument(..., help="Model file: .onnx, or .safetensors with --arch."),
     trusted: Path = typer.Option(..., "--trusted", help="Trusted data: folder of class folders, CSV path,label, or npz x,y."),
     arch: Optional[str] = ArchOpt,
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names file, one per line (line i = class i)."),
+    labels: Optional[Path] = LabelsOpt,
     config: Optional[Path] = typer.Option(None, "--config", help="Policy TOML (default: rules/default.toml)."),
     method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
     budget: str = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget."),

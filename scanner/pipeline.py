@@ -162,6 +162,13 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
     return det, rep
 
 
+def _all_finite(det) -> bool:
+    import math
+
+    return math.isfinite(det.model_score) and all(
+        math.isfinite(s.score) and math.isfinite(s.trigger_l1) for s in det.per_class)
+
+
 def _threshold(settings: ScanSettings) -> float:
     return {"nc": settings.nc_threshold, "mask": settings.mask_threshold}.get(
         settings.method, settings.cti_threshold)
@@ -228,6 +235,10 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
                              progress)
     timings["detect_s"] = time.perf_counter() - t1
     result.detection = _detection_summary(det)
+    if not _all_finite(det):
+        result.reasons.append("the detector produced non-finite scores (diverged optimisation); "
+                              "refusing to judge")
+        return result
     result.artifacts["triggers"] = det.triggers
     if rep is not None:
         result.repair = _repair_summary(rep)
@@ -256,7 +267,8 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     if implant.ok:
         cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,
                                 device, progress)
-        hit = _is_flagged(cdet, settings)
+        # Detected means: flagged, and flagged for the class the canary actually targets.
+        hit = _all_finite(cdet) and _is_flagged(cdet, settings) and cdet.top_class == implant.target
         canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class,
                        "detected": hit})
     else:

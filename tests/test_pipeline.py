@@ -157,3 +157,45 @@ def test_seeded_scan_is_repeatable(digits_files):
                                                               seed=seed))
     l1 = [[s["trigger_l1"] for s in run(seed).detection["per_class"]] for seed in (7, 7, 8)]
     assert l1[0] == l1[1] and l1[0] != l1[2]
+
+
+def test_non_finite_scores_are_inconclusive(digits_files, monkeypatch):
+    real = pipeline.run_detection
+
+    def nan_run(*a, **k):
+        det, rep = real(*a, **k)
+        det.per_class[3].trigger_l1 = float("nan")
+        return det, rep
+
+    monkeypatch.setattr(pipeline, "run_detection", nan_run)
+    r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
+                        arch="resnet8", budget_overrides={"invert_steps": 10},
+                        settings=pipeline.ScanSettings(budget_level="fast"))
+    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and "non-finite" in r.reasons[0]
+
+
+def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypatch):
+    """A pass needs the canary found at its own target, not any false alarm."""
+    real = pipeline.run_detection
+    calls = []
+
+    def run(*a, **k):
+        det, rep = real(*a, **k)
+        calls.append(1)
+        for s in det.per_class:  # first call: the real model, never flagged;
+            s.score = -1.0       # second: the canary, flagged only on a class != its target
+        det.model_score = -1.0 if len(calls) == 1 else 99.0
+        if len(calls) > 1:
+            det.per_class[0].score = 99.0
+        return det, rep
+
+    from scanner.detectors.canary import CanaryImplant
+
+    monkeypatch.setattr("scanner.detectors.canary.implant_canary",
+                        lambda model, *a, **k: CanaryImplant(model, 5, 1.0, 0.9, 0.9, 1, True))
+    monkeypatch.setattr(pipeline, "run_detection", run)
+    r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
+                        arch="resnet8", budget_overrides={"invert_steps": 10},
+                        settings=pipeline.ScanSettings(budget_level="fast"))
+    assert len(calls) == 2 and r.canary["top_class"] == 0
+    assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
