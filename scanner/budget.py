@@ -35,7 +35,8 @@ _BUDGETS = {
 LEVELS = ("fast", "standard", "thorough")
 
 
-def get_budget(device_type: str, level: str = "standard", **overrides) -> Budget:
+def default_budget(device_type: str, level: str = "standard", **overrides) -> Budget:
+    """The built-in budget for a device and level, with ``overrides`` (policy or flags) applied."""
     if level not in LEVELS:
         raise InputError(f"unknown budget {level!r}", hint="choose fast, standard or thorough")
     b = _BUDGETS[("cuda" if device_type == "cuda" else "cpu", level)]
@@ -44,3 +45,6 @@ def get_budget(device_type: str, level: str = "standard", **overrides) -> Budget
         if not isinstance(v, int) or v < 1:
             raise InputError(f"budget override {k} must be a positive integer, got {v!r}")
     return replace(b, **clean)
+
+
+get_budget = default_budget

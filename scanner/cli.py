@@ -142,22 +142,75 @@ class _Progress:
         sys.stderr.flush()
 
 
+ConfigOpt = typer.Option(None, "--config", help="Policy TOML. Default: ./scan.toml, else [tool.scan] in pyproject.toml (searched up to the repository root), else built-in defaults (rules/default.toml).")
+BudgetOpt = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget (numbers per device in the policy).")
+SeedOpt = typer.Option(0, "--seed", help="Seed: the same seed repeats the scan on the same machine.")
+JsonOpt = typer.Option(False, "--json", help="Print only the JSON report on stdout (progress and messages go to stderr).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
+ReportDirOpt = typer.Option(None, "--report-dir", help="Write report.json, report.sarif, report.junit.xml, report.md, report.html and triggers/*.png here.")
+
+
+def _model_uri(model: Path) -> str:
+    """The model's path relative to the repository (SARIF locations must be repo-relative)."""
+    base = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd()).resolve()
+    try:
+        return Path(model).resolve().relative_to(base).as_posix()
+    except ValueError:
+        return Path(model).as_posix()
+
+
+def _gate_and_report(res, policy, model: Path, report_dir: Optional[Path], as_json: bool) -> int:
+    """Apply waivers, write the reports, render; returns the exit code."""
+    from scanner.gate import decide
+
+    decision = decide(res.verdict, res.model.get("sha256", ""), policy)
+    doc = res.to_dict()
+    doc["gate"] = decision.to_dict()
+    doc["waivers"] = decision.waivers
+    trigger_paths = None
+    if report_dir is not None:
+        from scanner.report.writer import write_reports
+
+        written = write_reports(doc, Path(report_dir), triggers=res.artifacts.get("triggers"),
+                                model_uri=_model_uri(model))
+        trigger_paths = {k: str(v) for k, v in written.items()}
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        from scanner.report.markdown import append_step_summary, to_markdown
+
+        append_step_summary(to_markdown(doc))
+    if as_json:
+        from scanner.report.schema import to_report_json
+
+        typer.echo(json.dumps(to_report_json(doc, None), indent=2, default=str))
+    else:
+        from scanner.report.terminal import render_scan
+
+        console = Console(stderr=False, no_color=bool(os.environ.get("NO_COLOR")))
+        render_scan(res, console)
+        for note in decision.notes:
+            console.print(f"  gate: {note}", highlight=False)
+        if trigger_paths:
+            console.print(f"  reports: {report_dir}", highlight=False)
+    return decision.exit_code
+
+
 @app.command("detect")
 def detect_cmd(
     model: Path = typer.Argument(..., help="Model file: .onnx, or .safetensors with --arch."),
     trusted: Path = typer.Option(..., "--trusted", help="Trusted data: folder of class folders, CSV path,label, or npz x,y."),
     arch: Optional[str] = ArchOpt,
     labels: Optional[Path] = LabelsOpt,
-    config: Optional[Path] = typer.Option(None, "--config", help="Policy TOML (default: rules/default.toml)."),
+    config: Optional[Path] = ConfigOpt,
     method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
-    budget: str = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget."),
+    budget: str = BudgetOpt,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed repeats the scan on the same machine."),
+    seed: int = SeedOpt,
     layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
     value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
     device: str = DeviceOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print only the JSON report on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    report_dir: Optional[Path] = ReportDirOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Scan a model for a backdoor (the default command: `scan MODEL --trusted DIR`).
 
@@ -165,34 +218,154 @@ def detect_cmd(
 
     Examples:\n
       scan model.onnx --trusted data/\n
+      scan model.onnx --trusted data/ --report-dir scan-report --budget thorough\n
       scan weights.safetensors --arch resnet20 --trusted data.npz --json
     """
     import torch
 
     from scanner import pipeline
     from scanner.device import resolve_device
-    from scanner.errors import EXIT_BACKDOOR, EXIT_PASS, InputError
-    from scanner.policy import load_policy
+    from scanner.errors import InputError
+    from scanner.policy import find_policy
 
     if method is not None and method not in ("mask", "nc", "cti"):
         raise InputError(f"--method must be mask, nc or cti, got {method!r}")
+    policy = find_policy(config)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     settings = pipeline.ScanSettings(seed=seed, budget_level=budget, method=method,
                                      canary=not no_canary)
     res = pipeline.detect(model, trusted, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
-                          policy=load_policy(config), settings=settings, device=dev,
+                          policy=policy, settings=settings, device=dev,
                           progress=_Progress(quiet or as_json))
-    if as_json:
-        typer.echo(json.dumps(res.to_dict(), indent=2, default=str))
-    else:
-        from scanner.report.terminal import render_scan
+    raise typer.Exit(_gate_and_report(res, policy, model, report_dir, as_json))
 
-        render_scan(res, Console(stderr=False, no_color=bool(os.environ.get("NO_COLOR"))))
-    code = {pipeline.VERDICT_PASS: EXIT_PASS, pipeline.VERDICT_BACKDOOR: EXIT_BACKDOOR}.get(
-        res.verdict, EXIT_INCONCLUSIVE)
+
+@app.command("repair")
+def repair_cmd(
+    model: Path = typer.Argument(..., help="Model file: .onnx, or .safetensors with --arch."),
+    trusted: Path = typer.Option(..., "--trusted", help="Trusted data (as for detect); part is held out to check clean accuracy."),
+    out: Path = typer.Option(..., "--out", help="Where to write the repaired model (.onnx, or .safetensors); never the input file."),
+    arch: Optional[str] = ArchOpt,
+    labels: Optional[Path] = LabelsOpt,
+    config: Optional[Path] = ConfigOpt,
+    defense: Optional[str] = typer.Option(None, "--defense", help="pivotal (Pivotal Tuning, default from the policy) or a baseline: fine_pruning, nad, weight_decay, nc_repair."),
+    max_cda_drop: Optional[float] = typer.Option(None, "--max-cda-drop", help="Largest held-out clean-accuracy drop allowed, fraction (default: policy, 0.02)."),
+    rescan: bool = typer.Option(True, "--rescan/--no-rescan", help="Scan the repaired model again and exit 1 when it is still flagged."),
+    budget: str = BudgetOpt,
+    seed: int = SeedOpt,
+    layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
+    value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
+    device: str = DeviceOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Repair a model and write a verified copy (the input is never modified).
+
+    Exit 0: repaired model written and verified with onnxruntime; 1: written, but the re-scan still
+    flags it; 2: bad input; 3: no repair within the accuracy budget (nothing written) or failure.
+
+    Examples:\n
+      scan repair model.onnx --trusted data/ --out fixed.onnx\n
+      scan repair model.onnx --trusted data/ --out fixed.onnx --defense fine_pruning --no-rescan
+    """
+    import torch
+
+    from scanner import pipeline
+    from scanner.defenses.registry import list_defenses
+    from scanner.device import resolve_device
+    from scanner.errors import EXIT_BACKDOOR, EXIT_PASS, InputError
+    from scanner.policy import find_policy
+
+    if defense is not None and defense not in list_defenses():
+        raise InputError(f"--defense must be one of {', '.join(list_defenses())}, got {defense!r}")
+    if max_cda_drop is not None and not 0.0 <= max_cda_drop <= 1.0:
+        raise InputError(f"--max-cda-drop must be a fraction in [0, 1], got {max_cda_drop}")
+    if out.suffix.lower() not in (".onnx", ".safetensors"):
+        raise InputError(f"--out must end in .onnx or .safetensors, got {out.name!r}")
+    policy = find_policy(config)
+    if max_cda_drop is not None:
+        policy.repair.max_cda_drop = max_cda_drop
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    settings = pipeline.ScanSettings(seed=seed, budget_level=budget)
+    res = pipeline.repair(model, trusted, out, arch=arch, labels_file=labels,
+                          spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
+                          policy=policy, defense=defense, settings=settings, rescan=rescan,
+                          device=dev, progress=_Progress(quiet or as_json))
+    if res.status == "repaired":
+        code = EXIT_BACKDOOR if (res.rescan or {}).get("still_suspected") else EXIT_PASS
+    else:
+        code = EXIT_INCONCLUSIVE
+    if as_json:
+        typer.echo(json.dumps({**res.to_dict(), "exit_code": code}, indent=2, default=str))
+    else:
+        from scanner.report.terminal import render_repair
+
+        render_repair(res, Console(no_color=bool(os.environ.get("NO_COLOR"))))
     raise typer.Exit(code)
+
+
+@app.command("init")
+def init_cmd(
+    path: Path = typer.Argument(Path("scan.toml"), help="Where to write the policy (default ./scan.toml, which `scan` finds automatically)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented policy file with every key at its default.
+
+    Examples:\n
+      scan init\n
+      scan init rules/release.toml && scan model.onnx --trusted data/ --config rules/release.toml
+    """
+    from scanner.errors import InputError
+    from scanner.io.atomic import write_text_atomic
+    from scanner.policy import render_policy_template
+
+    if path.exists() and not force:
+        raise InputError(f"{path} exists; not overwriting it", hint="pass --force to replace it")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a file name")
+    write_text_atomic(path, render_policy_template() + "\n")
+    _stderr_console().print(f"wrote {path}", highlight=False)
+
+
+@app.command("selftest")
+def selftest_cmd(
+    budget: str = BudgetOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Prove on real data that the gate works: scan the shipped clean and BadNets models.
+
+    Exit 0 only if the clean model passes (with its canary detected) and the backdoored one fails;
+    1 if a verdict was wrong; 3 if a scan was inconclusive.
+
+    Examples:\n
+      scan selftest\n
+      scan selftest --budget thorough --json
+    """
+    from scanner.device import resolve_device
+    from scanner.selftest import run_selftest
+
+    res = run_selftest(budget=budget, seed=seed, device=resolve_device(device),
+                       progress=_Progress(quiet or as_json),
+                       log=None if (quiet or as_json) else
+                       (lambda m: _stderr_console().print(m, highlight=False)))
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=str))
+    else:
+        console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+        for case in res["cases"]:
+            mark = "ok  " if case["ok"] else "FAIL"
+            console.print(f"{mark} {case['model']}: expected {case['expected']}, got "
+                          f"{case['verdict']} ({case['wall_s']:.0f}s)", highlight=False)
+            for r in case["reasons"]:
+                console.print(f"       {r}", highlight=False)
+        console.print("selftest " + ("PASSED" if res["ok"] else "FAILED"), highlight=False)
+    raise typer.Exit(res["exit_code"])
 
 
 @app.command("version")

@@ -179,22 +179,29 @@ def _is_flagged(det, settings: ScanSettings) -> bool:
     return det.model_score >= _threshold(settings)
 
 
-def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = None,
-           spec_overrides: dict | None = None, labels_file: str | Path | None = None,
-           policy=None, settings: ScanSettings | None = None, budget_overrides: dict | None = None,
-           device: torch.device | None = None, progress=None) -> ScanResult:
-    """Scan one model. Never returns "pass" for a scan that did not really run (fail closed)."""
+@dataclass
+class _Prepared:
+    """A model and its trusted data, loaded and sanity-checked: what every job starts from."""
+
+    loaded: LoadedModel
+    model: object  # SplitClassifier on the device
+    tune: object
+    held: object
+    budget: object
+    result: ScanResult
+
+
+def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, settings,
+             budget_overrides, device, t0: float) -> _Prepared | ScanResult:
+    """Load the model and data, fill the settings from the policy, check clean accuracy.
+
+    Returns a finished (inconclusive) ScanResult when the clean accuracy says the scan would be
+    meaningless: fail closed before spending minutes on detection.
+    """
     import time
 
-    from scanner.budget import get_budget
     from scanner.classifier import SplitClassifier
-    from scanner.detectors.canary import CanaryConfig, implant_canary
-    from scanner.policy import load_policy
 
-    t0 = time.perf_counter()
-    policy = policy or load_policy()
-    device = device or torch.device("cpu")
-    settings = settings or ScanSettings()
     settings.device = str(device)
     settings.canary = settings.canary and policy.gate.canary
     settings.method = settings.method or policy.gate.method
@@ -203,7 +210,7 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     settings.mask_threshold = policy.gate.mask_threshold
     settings.max_cda_drop = policy.repair.max_cda_drop
     settings.policy_source = policy.source
-    budget = get_budget(device.type, settings.budget_level, **(budget_overrides or {}))
+    budget = policy.budget_for(device.type, settings.budget_level, **(budget_overrides or {}))
     settings.budget = budget.to_dict()
     torch.manual_seed(settings.seed)
 
@@ -229,6 +236,30 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
             "model is broken; refusing to judge it")
         return result
     tune, held = data.split(policy.gate.holdout, seed=settings.seed)
+    return _Prepared(loaded, model, tune, held, budget, result)
+
+
+def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = None,
+           spec_overrides: dict | None = None, labels_file: str | Path | None = None,
+           policy=None, settings: ScanSettings | None = None, budget_overrides: dict | None = None,
+           device: torch.device | None = None, progress=None) -> ScanResult:
+    """Scan one model. Never returns "pass" for a scan that did not really run (fail closed)."""
+    import time
+
+    from scanner.detectors.canary import CanaryConfig, implant_canary
+    from scanner.policy import load_policy
+
+    t0 = time.perf_counter()
+    policy = policy or load_policy()
+    device = device or torch.device("cpu")
+    settings = settings or ScanSettings()
+    prep = _prepare(model_path, trusted, arch=arch, spec_overrides=spec_overrides,
+                    labels_file=labels_file, policy=policy, settings=settings,
+                    budget_overrides=budget_overrides, device=device, t0=t0)
+    if isinstance(prep, ScanResult):
+        return prep
+    loaded, model, tune, held, budget = prep.loaded, prep.model, prep.tune, prep.held, prep.budget
+    result, timings = prep.result, prep.result.timings
 
     t1 = time.perf_counter()
     det, rep = run_detection(model, tune, held, loaded.num_classes, settings, budget, device,
@@ -286,3 +317,131 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
                               "(try --budget thorough or more trusted images)")
     timings["total_s"] = time.perf_counter() - t0
     return result
+
+
+# --------------------------------------------------------------------------- repair
+
+@dataclass
+class RepairJobResult:
+    """What ``scan repair`` did: the repair, the verified export, and a re-scan of the result."""
+
+    status: str  # "repaired" | "not-repaired" | "inconclusive"
+    reasons: list[str]
+    model: dict
+    trusted: dict
+    settings: ScanSettings
+    defense: str
+    repair: dict | None = None
+    output: dict | None = None  # path, sha256, verified
+    rescan: dict | None = None  # the detector's view of the repaired model
+    timings: dict = field(default_factory=dict)
+    tool_version: str = __version__
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, device, progress):
+    """Call a repair method by name with the budget's steps and the policy's Delta."""
+    from scanner.defenses.registry import get_defense
+
+    cfg_cls, fn = get_defense(name)
+    known = {f for f in getattr(cfg_cls, "__dataclass_fields__", {})}
+    kw = {"steps": budget.repair_steps, "batch_size": budget.repair_batch,
+          "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
+    kw = {k: v for k, v in kw.items() if k in known}
+    cfg = cfg_cls.for_device(device, **kw) if hasattr(cfg_cls, "for_device") else cfg_cls(**kw)
+    return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device, progress=progress)
+
+
+def _save_repaired(loaded: LoadedModel, net, out: Path, held_x: torch.Tensor, defense: str) -> dict:
+    """Write the repaired weights in the input's format family, verified, atomically."""
+    from scanner.io.model_file import sha256_file
+    from scanner.io.spec import Preprocess
+
+    out = Path(out)
+    if out.suffix.lower() == ".safetensors":
+        from scanner.io.safetensors_import import save_safetensors
+
+        save_safetensors(net, out, source=loaded.source, metadata={
+            "scanner.action": f"repair:{defense}", "scanner.source_sha256": loaded.sha256})
+        return {"path": str(out), "sha256": sha256_file(out), "format": "safetensors",
+                "verified": "reloaded with strict key check"}
+    from scanner.io.export import export_onnx
+
+    with torch.no_grad():
+        x = Preprocess(loaded.spec)(held_x.cpu()).numpy() if loaded.spec.dtype == "float32" else None
+    ref = loaded.source if loaded.format == "onnx" else None
+    export_onnx(net, ref, out, spec=loaded.spec, verify_inputs=x, actions=f"repair:{defense}",
+                source_sha256=loaded.sha256)
+    return {"path": str(out), "sha256": sha256_file(out), "format": "onnx",
+            "verified": "onnxruntime agrees with torch on the held-out images (top-1 100%)"}
+
+
+def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
+           arch: str | None = None, spec_overrides: dict | None = None,
+           labels_file: str | Path | None = None, policy=None, defense: str | None = None,
+           settings: ScanSettings | None = None, budget_overrides: dict | None = None,
+           rescan: bool = True, device: torch.device | None = None,
+           progress=None) -> RepairJobResult:
+    """Repair a model, export it verified, and (by default) scan the repaired model again.
+
+    Writes ``out`` only when the repair moved the model within the accuracy budget and the export
+    matches; never touches the input file.
+    """
+    import time
+
+    from scanner.policy import load_policy
+
+    t0 = time.perf_counter()
+    policy = policy or load_policy()
+    device = device or torch.device("cpu")
+    settings = settings or ScanSettings()
+    settings.canary = False  # the re-scan is advisory; a repair's pass is its verified export
+    defense = defense or policy.repair.defense
+    out = Path(out)
+    src = Path(model_path)
+    if src.exists() and out.exists() and out.resolve() == src.resolve():
+        from scanner.errors import InputError
+
+        raise InputError(f"refusing to overwrite the input model {src}",
+                         hint="choose a different --out path")
+    prep = _prepare(model_path, trusted, arch=arch, spec_overrides=spec_overrides,
+                    labels_file=labels_file, policy=policy, settings=settings,
+                    budget_overrides=budget_overrides, device=device, t0=t0)
+    if isinstance(prep, ScanResult):
+        return RepairJobResult("inconclusive", prep.reasons, prep.model, prep.trusted, settings,
+                               defense, timings=prep.timings)
+    base = prep.result
+    job = RepairJobResult("not-repaired", [], base.model, base.trusted, settings, defense,
+                          timings=base.timings)
+    t1 = time.perf_counter()
+    rep = _run_defense(defense, prep.model, prep.tune, prep.held, prep.budget, settings, device,
+                       progress)
+    job.timings["repair_s"] = time.perf_counter() - t1
+    job.repair = _repair_summary(rep)
+    job.repair["cda_drop"] = rep.cda_drop
+    if not rep.moved:
+        job.reasons.append(f"{defense} found no state within the accuracy budget "
+                           f"(max drop {settings.max_cda_drop:.3f}) that differs from the input; "
+                           "nothing was written")
+        return job
+    job.output = _save_repaired(prep.loaded, rep.model.cpu().net, out, prep.held.x, defense)
+    rep.model.to(device)
+    job.status = "repaired"
+    job.reasons.append(f"{defense}: held-out clean accuracy {rep.pivot_cda:.3f} -> "
+                       f"{rep.best_cda:.3f} (step {rep.best_step}); written to {out}")
+    if rescan:
+        t2 = time.perf_counter()
+        det, _ = run_detection(rep.model, prep.tune, prep.held, prep.loaded.num_classes,
+                               ScanSettings(**{**asdict(settings), "method": "mask"
+                                               if settings.method == "cti" else settings.method}),
+                               prep.budget, device, progress)
+        job.timings["rescan_s"] = time.perf_counter() - t2
+        flagged = _all_finite(det) and _is_flagged(det, settings)
+        job.rescan = {**_detection_summary(det), "still_suspected": flagged}
+        if flagged:
+            job.reasons.append(f"the repaired model is still flagged by {det.method} (score "
+                               f"{det.model_score:.3f}, class {det.top_class})")
+    job.timings["total_s"] = time.perf_counter() - t0
+    return job

@@ -1,15 +1,25 @@
-"""Gate policy: thresholds and switches read from TOML (``rules/default.toml`` is the default).
+"""Gate policy: thresholds, budgets and waivers, read from TOML.
 
 Strict on purpose: an unknown key or a bad value is an input error naming the key, because a
 typo in a CI gate's config silently weakening it is worse than a failed build.
+
+The dataclasses below are the single source of truth: every field carries its documentation,
+``scan init`` renders the commented policy file from them, and ``rules/default.toml`` is that
+rendering (a test keeps the two identical).
+
+Discovery (``find_policy``): ``--config FILE``, else ``scan.toml``, else ``[tool.scan]`` in
+``pyproject.toml``, looked up from the working directory towards the repository root; else the
+built-in defaults.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from scanner.budget import LEVELS, Budget, default_budget
 from scanner.errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -19,40 +29,93 @@ else:  # pragma: no cover
 
 METHODS = ("mask", "nc", "cti")
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "rules" / "default.toml"
+DEVICES = ("cpu", "cuda")
+
+
+def _f(default, doc: str, lo=None, hi=None, choices=None):
+    """A documented, range-checked policy field."""
+    return field(default=default, metadata={"doc": doc, "range": (lo, hi), "choices": choices})
 
 
 @dataclass
 class GatePolicy:
-    method: str = "mask"
-    cti_threshold: float = 0.5
-    nc_threshold: float = 2.0
-    mask_threshold: float = 3.5
-    min_clean_accuracy: float = 0.3
-    min_per_class: int = 5
-    holdout: float = 0.2
-    canary: bool = True
+    method: str = _f("mask", "Detector. \"mask\": reversed mask+pattern triggers (Neural Cleanse's "
+                     "optimisation), outlier test on the log of the mask norms (the default); "
+                     "\"nc\": Neural Cleanse as published (linear MAD index > nc_threshold), the "
+                     "baseline; \"cti\": Calibrated Trigger Inversion (experimental: needs a "
+                     "repair that moves the backdoor).", choices=METHODS)
+    mask_threshold: float = _f(3.5, "\"mask\": flag a class whose log mask norm lies this many "
+                               "MAD-scaled deviations below the median (3.5 is the usual "
+                               "modified-z-score outlier rule).", 0.0, 100.0)
+    nc_threshold: float = _f(2.0, "\"nc\": Neural Cleanse's own anomaly-index rule.", 0.0, 100.0)
+    cti_threshold: float = _f(0.5, "\"cti\": calibrated model score at or above which the gate "
+                              "fails.", -1.0, 1.0)
+    min_clean_accuracy: float = _f(0.3, "Below this clean accuracy on the trusted data the scan is "
+                                   "inconclusive: the preprocessing (--mean/--std/--value-range/"
+                                   "--layout) or the class map is probably wrong.", 0.0, 1.0)
+    min_per_class: int = _f(5, "Minimum trusted images for every class of the model.", 0, 100_000)
+    holdout: float = _f(0.2, "Share of the trusted data held out to track clean accuracy and "
+                        "score triggers.", 0.01, 0.9)
+    canary: bool = _f(True, "Run the sensitivity canary before trusting a \"pass\" (a known "
+                      "backdoor implanted into a copy must be found by the same scan).")
 
 
 @dataclass
 class RepairPolicy:
-    max_cda_drop: float = 0.02
+    max_cda_drop: float = _f(0.02, "Largest clean-accuracy drop (fraction) a repaired model may "
+                             "show on the held-out data (the paper's Delta).", 0.0, 1.0)
+    defense: str = _f("pivotal", "Repair method for `scan repair`: pivotal (Pivotal Tuning), or a "
+                      "baseline: fine_pruning, nad, weight_decay, nc_repair.",
+                      choices=("pivotal", "fine_pruning", "nad", "weight_decay", "nc_repair"))
+
+
+RULES = {
+    # stable ids used by SARIF, JUnit and waivers
+    "BDS001": "backdoor-suspected",
+    "BDS002": "scan-inconclusive",
+    "BDS003": "canary-not-detected",
+}
+WAIVABLE = ("BDS001",)
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """An accepted finding: this model (by sha256), this rule, why, and until when."""
+
+    sha256: str
+    rule: str  # rule id, e.g. BDS001
+    reason: str
+    expires: _dt.date
+
+    def status(self, sha256: str, rule: str, today: _dt.date) -> str:
+        if self.sha256 != sha256.lower() or self.rule != rule:
+            return "not-applicable"
+        return "expired" if today > self.expires else "applied"
+
+    def to_dict(self) -> dict:
+        return {"sha256": self.sha256, "rule": self.rule, "rule_name": RULES[self.rule],
+                "reason": self.reason, "expires": self.expires.isoformat()}
 
 
 @dataclass
 class Policy:
     gate: GatePolicy = field(default_factory=GatePolicy)
     repair: RepairPolicy = field(default_factory=RepairPolicy)
+    # (device, level) -> overridden Budget fields
+    budget: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    waivers: list[Waiver] = field(default_factory=list)
     source: str = "built-in defaults"
 
-
-_RANGES = {
-    "gate.cti_threshold": (-1.0, 1.0), "gate.nc_threshold": (0.0, 100.0), "gate.mask_threshold": (0.0, 100.0), "gate.min_clean_accuracy": (0.0, 1.0),
-    "gate.min_per_class": (0, 100_000), "gate.holdout": (0.01, 0.9),
-    "repair.max_cda_drop": (0.0, 1.0),
-}
+    def budget_for(self, device_type: str, level: str, **overrides) -> Budget:
+        dev = "cuda" if device_type == "cuda" else "cpu"
+        merged = {**self.budget.get((dev, level), {}),
+                  **{k: v for k, v in overrides.items() if v is not None}}
+        return default_budget(dev, level, **merged)
 
 
 def _section(cls, data: dict, name: str, src: str):
+    if not isinstance(data, dict):
+        raise InputError(f"{src}: [{name}] must be a table")
     known = {f.name: f for f in fields(cls)}
     out = cls()
     for k, v in data.items():
@@ -60,39 +123,193 @@ def _section(cls, data: dict, name: str, src: str):
         if k not in known:
             raise InputError(f"{src}: unknown key {key!r}", hint="known: " + ", ".join(
                 f"{name}.{n}" for n in known))
+        meta = known[k].metadata
         want = type(getattr(out, k))
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if not isinstance(v, want) or (want is int and isinstance(v, bool)):
             raise InputError(f"{src}: {key} must be {want.__name__}, got {v!r}")
-        if key == "gate.method" and v not in METHODS:
-            raise InputError(f"{src}: gate.method must be one of {', '.join(METHODS)}, got {v!r}")
-        lo, hi = _RANGES.get(key, (None, None))
+        if meta.get("choices") and v not in meta["choices"]:
+            raise InputError(f"{src}: {key} must be one of {', '.join(meta['choices'])}, got {v!r}")
+        lo, hi = meta.get("range", (None, None))
         if lo is not None and not lo <= v <= hi:
             raise InputError(f"{src}: {key} = {v!r} is outside [{lo}, {hi}]")
         setattr(out, k, v)
     return out
 
 
+def _budgets(data: dict, src: str) -> dict[tuple[str, str], dict[str, int]]:
+    known = {f.name for f in fields(Budget)}
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{src}: [budget] must be a table")
+    for dev, levels in data.items():
+        if dev not in DEVICES or not isinstance(levels, dict):
+            raise InputError(f"{src}: unknown key 'budget.{dev}'",
+                             hint="use [budget.cpu.<level>] or [budget.cuda.<level>]")
+        for level, values in levels.items():
+            if level not in LEVELS or not isinstance(values, dict):
+                raise InputError(f"{src}: unknown key 'budget.{dev}.{level}'",
+                                 hint="levels: " + ", ".join(LEVELS))
+            for k, v in values.items():
+                key = f"budget.{dev}.{level}.{k}"
+                if k not in known:
+                    raise InputError(f"{src}: unknown key {key!r}",
+                                     hint="known: " + ", ".join(sorted(known)))
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise InputError(f"{src}: {key} must be a positive integer, got {v!r}")
+            out[(dev, level)] = dict(values)
+    return out
+
+
+def _rule_id(v, src: str, i: int) -> str:
+    names = {n: i for i, n in RULES.items()}
+    rid = v if v in RULES else names.get(v)
+    if rid is None:
+        raise InputError(f"{src}: waivers[{i}].rule {v!r} is not a rule",
+                         hint="rules: " + ", ".join(f"{k} ({n})" for k, n in RULES.items()))
+    if rid not in WAIVABLE:
+        raise InputError(f"{src}: waivers[{i}].rule {v!r} cannot be waived: a scan that could not "
+                         "judge the model is never turned into a pass")
+    return rid
+
+
+def _waivers(data, src: str) -> list[Waiver]:
+    if not isinstance(data, list):
+        raise InputError(f"{src}: waivers must be an array of tables ([[waivers]])")
+    out = []
+    for i, w in enumerate(data):
+        if not isinstance(w, dict):
+            raise InputError(f"{src}: waivers[{i}] must be a table")
+        unknown = set(w) - {"sha256", "rule", "reason", "expires"}
+        if unknown:
+            raise InputError(f"{src}: unknown key 'waivers[{i}].{sorted(unknown)[0]}'",
+                             hint="known: sha256, rule, reason, expires")
+        for k in ("sha256", "rule", "reason", "expires"):
+            if k not in w:
+                raise InputError(f"{src}: waivers[{i}] needs {k!r}")
+        sha = w["sha256"]
+        if not (isinstance(sha, str) and len(sha) == 64
+                and all(c in "0123456789abcdef" for c in sha.lower())):
+            raise InputError(f"{src}: waivers[{i}].sha256 must be 64 hex digits, got {sha!r}")
+        if not isinstance(w["reason"], str) or not w["reason"].strip():
+            raise InputError(f"{src}: waivers[{i}].reason must be a non-empty string")
+        exp = w["expires"]
+        if isinstance(exp, str):
+            try:
+                exp = _dt.date.fromisoformat(exp)
+            except ValueError:
+                exp = None
+        if isinstance(exp, _dt.datetime):
+            exp = exp.date()
+        if not isinstance(exp, _dt.date):
+            raise InputError(f"{src}: waivers[{i}].expires must be a date (YYYY-MM-DD), "
+                             f"got {w['expires']!r}")
+        out.append(Waiver(sha.lower(), _rule_id(w["rule"], src, i), w["reason"].strip(), exp))
+    return out
+
+
 def policy_from_dict(data: dict, src: str = "config") -> Policy:
     sections = {"gate": GatePolicy, "repair": RepairPolicy}
-    unknown = [k for k in data if k not in sections]
+    unknown = [k for k in data if k not in (*sections, "budget", "waivers")]
     if unknown:
         raise InputError(f"{src}: unknown section(s) {', '.join(unknown)}",
-                         hint="known: " + ", ".join(sections))
+                         hint="known: gate, repair, budget, waivers")
     return Policy(**{name: _section(cls, data.get(name, {}), name, src)
-                     for name, cls in sections.items()}, source=src)
+                     for name, cls in sections.items()},
+                  budget=_budgets(data.get("budget", {}), src),
+                  waivers=_waivers(data.get("waivers", []), src), source=src)
+
+
+def _read_toml(p: Path) -> dict:
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{p}: invalid TOML ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read ({exc})") from exc
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
-    """Read a policy TOML (``None``: the shipped default)."""
-    p = Path(path) if path is not None else DEFAULT_POLICY
+    """Read a policy TOML (``None``: the built-in defaults)."""
+    if path is None:
+        return Policy()
+    p = Path(path)
     if not p.is_file():
-        if path is None:
-            return Policy()
         raise InputError(f"config file not found: {p}")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{p}: invalid TOML ({exc})") from exc
+    data = _read_toml(p)
+    if p.name == "pyproject.toml":
+        data = data.get("tool", {}).get("scan", {})
     return policy_from_dict(data, str(p))
+
+
+def find_policy(config: str | Path | None = None, cwd: str | Path | None = None) -> Policy:
+    """``--config``, else ``scan.toml`` / ``[tool.scan]`` from ``cwd`` up to the repository root."""
+    if config is not None:
+        return load_policy(config)
+    here = Path(cwd or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "scan.toml").is_file():
+            return load_policy(d / "scan.toml")
+        pp = d / "pyproject.toml"
+        if pp.is_file() and "scan" in _read_toml(pp).get("tool", {}):
+            return load_policy(pp)
+        if (d / ".git").exists():
+            break
+    return Policy()
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
+def _wrap(text: str, width: int = 96) -> list[str]:
+    import textwrap
+
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
+
+
+def render_policy_template() -> str:
+    """The commented policy file ``scan init`` writes (and ``rules/default.toml`` holds)."""
+    lines = ["# Gate policy for `scan` (written by `scan init`; rules/default.toml is the default).",
+             "# Every key is optional; an unknown key or a bad value is an error (exit 2).",
+             "# Found automatically as ./scan.toml or [tool.scan] in pyproject.toml; or --config.",
+             ""]
+    for name, cls in (("gate", GatePolicy), ("repair", RepairPolicy)):
+        lines.append(f"[{name}]")
+        for f in fields(cls):
+            lines += _wrap(f.metadata["doc"])
+            lines.append(f"{f.name} = {_toml_value(f.default)}")
+        lines.append("")
+    lines += _wrap("Compute budgets: [budget.<cpu|cuda>.<fast|standard|thorough>] overrides any of "
+                   + ", ".join(f.name for f in fields(Budget)) + ". Built-in values:")
+    for dev in DEVICES:
+        for level in LEVELS:
+            b = default_budget(dev, level)
+            lines.append(f"#   {dev}.{level}: " + ", ".join(
+                f"{k}={v}" for k, v in b.to_dict().items()))
+    lines += ["# [budget.cpu.standard]", "# invert_steps = 300", ""]
+    lines += _wrap("Waivers accept a backdoor finding for one model until a date; an expired waiver "
+                   "stops applying and the report says so. A waiver never turns an inconclusive "
+                   "scan into a pass. Rules: " + ", ".join(f"{k} ({n})" for k, n in RULES.items()
+                                                          if k in WAIVABLE) + ".")
+    lines += ["# [[waivers]]", '# sha256 = "<64 hex digits of the model file>"',
+              '# rule = "BDS001"', '# reason = "known watermark, ticket SEC-123"',
+              "# expires = 2027-01-31", ""]
+    return "\n".join(lines)
+
+
+def evaluate_waivers(waivers: list[Waiver], sha256: str, rule: str,
+                     today: _dt.date | None = None) -> list[dict]:
+    """Every waiver that names this model and rule, with its status (applied or expired)."""
+    today = today or _dt.date.today()
+    out = []
+    for w in waivers:
+        st = w.status(sha256, rule, today)
+        if st != "not-applicable":
+            out.append({**w.to_dict(), "status": st})
+    return out

@@ -89,13 +89,22 @@ def main(argv: list[str] | None = None) -> int:
                   device=args.device, num_classes=10)
     rows = []
     clean_model = None
+    header = f"{'attack':<16} {'m':>6} {'CDA':>6} {'ASR':>6} {'ASR@clean':>9} {'wall s':>7}"
+
+    def emit(row: tuple) -> None:
+        # Each row as soon as it exists (flushed), so a long run that dies keeps its results.
+        rows.append(row)
+        name, mm, cda, asr, base, wall = row
+        print(f"row: {name:<16} {mm:>6} {cda:>6.3f} {asr:>6.3f} {base:>9.3f} {wall:>7.1f}",
+              file=sys.stderr, flush=True)
+
     if not args.no_clean:
         t = time.perf_counter()
         clean_model, _ = train_model(args.arch, x_tr, y_tr, progress=log("clean"), **common)
         wall = time.perf_counter() - t
         cda = evaluate(clean_model, x_te, y_te)
         asr = attack_success_rate(clean_model, attacks[0], x_te, y_te) if attacks else float("nan")
-        rows.append(("clean", 0, cda, asr, float("nan"), wall))
+        emit(("clean", 0, cda, asr, float("nan"), wall))
     for attack in attacks:
         t = time.perf_counter()
         model, _ = train_model(args.arch, x_tr, y_tr, attack=attack, progress=log(attack.name),
@@ -105,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         asr = attack_success_rate(model, attack, x_te, y_te)
         base = (attack_success_rate(clean_model, attack, x_te, y_te)
                 if clean_model is not None else float("nan"))
-        rows.append((attack.name, attack.config.m, cda, asr, base, wall))
+        emit((attack.name, attack.config.m, cda, asr, base, wall))
 
-    print(f"{'attack':<16} {'m':>6} {'CDA':>6} {'ASR':>6} {'ASR@clean':>9} {'wall s':>7}")
+    print(header)
     for name, mm, cda, asr, base, wall in rows:
         print(f"{name:<16} {mm:>6} {cda:>6.3f} {asr:>6.3f} {base:>9.3f} {wall:>7.1f}")
     return 0

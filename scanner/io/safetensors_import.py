@@ -92,3 +92,43 @@ def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None =
                        import_notes=notes,
                        has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                          for m in model.modules()))
+
+
+def save_safetensors(net: nn.Module, out: Path, *, source: Path | None = None,
+                     metadata: dict[str, str] | None = None) -> Path:
+    """Write ``net``'s weights as safetensors atomically, after a strict reload check.
+
+    Why the reload: the file replaces a release artefact; it is only moved into place once every
+    tensor reads back identical.
+    """
+    import os
+    import tempfile
+
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out)
+    if source is not None and Path(source).exists() and out.exists() \
+            and os.path.samefile(source, out):
+        raise InputError(f"refusing to overwrite the input model {source}",
+                         hint="choose a different --out path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(state, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        back = load_file(str(tmp))
+        if set(back) != set(state) or any(not torch.equal(back[k], state[k]) for k in state):
+            from scanner.errors import InconclusiveError
+
+            raise InconclusiveError("safetensors write did not read back identically; "
+                                    "nothing was written")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out

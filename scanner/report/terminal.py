@@ -87,3 +87,31 @@ def render_scan(res: ScanResult, console: Console) -> None:
     tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
     console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}",
                   highlight=False)
+
+
+_STATUS_STYLE = {"repaired": "bold green", "not-repaired": "bold yellow",
+                 "inconclusive": "bold yellow"}
+
+
+def render_repair(res, console: Console) -> None:
+    """Summary of ``scan repair``: what changed, where it was written, what the re-scan saw."""
+    console.print(f"[{_STATUS_STYLE.get(res.status, 'bold')}]repair: {res.status.upper()}[/]  "
+                  f"{res.model['path']} ({res.defense})")
+    for r in res.reasons:
+        console.print(f"  - {r}", highlight=False)
+    if res.repair:
+        r = res.repair
+        console.print(f"  held-out clean accuracy {r['pivot_cda']:.3f} -> {r['best_cda']:.3f} "
+                      f"(drop {r['cda_drop']:.3f}, step {r['best_step']}), parameter distance "
+                      f"{r['param_distance']:.3g}", highlight=False)
+    if res.output:
+        o = res.output
+        console.print(f"  wrote {o['path']} ({o['format']}, sha256 {o['sha256'][:16]}...): "
+                      f"{o['verified']}", highlight=False)
+    if res.rescan:
+        rs = res.rescan
+        console.print(f"  re-scan ({rs['method']}): model score {rs['model_score']:.3f}, "
+                      f"{'still suspected' if rs['still_suspected'] else 'not flagged'}",
+                      highlight=False)
+    tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
+    console.print(f"  timings (s): {tm}", highlight=False)
