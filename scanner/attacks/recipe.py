@@ -73,9 +73,14 @@ def load_training_data(train_size: int, test_size: int = 2000
 
 
 def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str = "cpu",
-                            data: tuple | None = None,
+                            data: tuple | None = None, out_path: Path | None = None,
+                            class_names: list[str] | None = None,
                             log: Callable[[str], None] | None = None) -> Path:
-    """Train, export to ``out_dir/<name>.onnx`` (+ ``.json`` sidecar) and return the ONNX path."""
+    """Train, export to ``out_dir/<name>.onnx`` (+ ``.json`` sidecar) and return the ONNX path.
+
+    ``data`` is ``(x_train, y_train, x_test, y_test)`` in [0,1] NCHW; default: CIFAR-10 from
+    ``../shared``. The number of classes is read from the labels.
+    """
     from scanner.attacks import get_attack, train_model
     from scanner.attacks.train import attack_success_rate, evaluate
     from scanner.io.cifar import CIFAR10_CLASSES
@@ -91,8 +96,11 @@ def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str =
     if recipe.attack:
         attack = get_attack(recipe.attack, m=recipe.m, target=recipe.target, seed=recipe.seed,
                             **recipe.attack_params)
+    num_classes = int(max(int(y_tr.max()), int(y_te.max()))) + 1
+    if class_names is None and recipe.dataset == "cifar10":
+        class_names = list(CIFAR10_CLASSES)
     torch.manual_seed(recipe.seed)
-    net = build_model(recipe.arch, num_classes=10)
+    net = build_model(recipe.arch, num_classes=num_classes, in_channels=int(x_tr.shape[1]))
     if recipe.normalize_in_graph:
         net = nn.Sequential(_Normalize(CIFAR_SPEC_MEAN, CIFAR_SPEC_STD), net)
     t0 = time.perf_counter()
@@ -103,7 +111,7 @@ def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str =
 
     model, _ = train_model(net, x_tr, y_tr, attack=attack, epochs=recipe.epochs,
                            batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed,
-                           device=device, num_classes=10, progress=progress)
+                           device=device, num_classes=num_classes, progress=progress)
     train_s = time.perf_counter() - t0
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)
     cda = evaluate(model, x_te, y_te)
@@ -111,10 +119,11 @@ def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str =
     sidecar = {"recipe": asdict(recipe), "recipe_key": recipe.key(), "cda": cda, "asr": asr,
                "test_images": int(len(y_te)), "train_seconds": round(train_s, 1),
                "tool_version": __version__, "target": recipe.target if attack else None}
-    spec = InputSpec(channels=3, height=32, width=32, input_name="input", output_name="logits")
-    onnx_path = out_dir / f"{recipe.name}.onnx"
+    spec = InputSpec(channels=int(x_tr.shape[1]), height=int(x_tr.shape[2]),
+                     width=int(x_tr.shape[3]), input_name="input", output_name="logits")
+    onnx_path = Path(out_path) if out_path is not None else out_dir / f"{recipe.name}.onnx"
     export_onnx(model, None, onnx_path, spec=spec, actions=f"trained from recipe {recipe.key()}",
-                extra_metadata={"classes": json.dumps(list(CIFAR10_CLASSES)),
+                extra_metadata={**({"classes": json.dumps(class_names)} if class_names else {}),
                                 "scanner.recipe": json.dumps(asdict(recipe), default=str)})
     tmp = onnx_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(sidecar, indent=2, default=str))
@@ -140,3 +149,42 @@ def read_sidecar(onnx_path: Path) -> dict:
     return json.loads(p.read_text())
 
 
+
+
+def load_attack_data(source: str | Path, *, train_size: int, test_size: int = 2000,
+                     num_classes: int = 10, input_size: tuple[int, int] = (32, 32),
+                     test_frac: float = 0.2, seed: int = 0
+                     ) -> tuple[tuple, list[str] | None, str]:
+    """Training and test data for ``scan attack``: ``"cifar10"`` or a user's labelled data.
+
+    A user's folder / CSV / npz is read with the trusted-data loader (same formats, same errors)
+    and split stratified into train and test. Returns ``(data, class_names, dataset_label)``.
+    """
+    if str(source) == "cifar10":
+        return load_training_data(train_size, test_size), None, "cifar10"
+    from scanner.io.data import load_trusted
+    from scanner.io.spec import InputSpec
+
+    spec = InputSpec(channels=3, height=input_size[0], width=input_size[1])
+    data = load_trusted(source, spec, num_classes, min_per_class=2)
+    train, test = data.split(test_frac, seed=seed)
+    n = min(train_size, len(train))
+    return (train.x[:n], train.y[:n], test.x, test.y), data.class_names, f"custom:{source}"
+
+
+def parse_attack_params(items: list[str]) -> dict:
+    """``["alpha=0.3", "k=8", "mode=noise"]`` -> typed dict (int, float, bool or string)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--param expects NAME=VALUE, got {item!r}")
+        k, v = (t.strip() for t in item.split("=", 1))
+        for conv in (int, float):
+            try:
+                out[k] = conv(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k] = {"true": True, "false": False}.get(v.lower(), v)
+    return out
