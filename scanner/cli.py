@@ -39,8 +39,14 @@ app = typer.Typer(
     rich_markup_mode=None)
 
 
+def _console(stderr: bool = False) -> Console:
+    """Rich console honouring NO_COLOR (https://no-color.org): no escape codes at all then."""
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, no_color=plain, color_system=None if plain else "auto")
+
+
 def _stderr_console() -> Console:
-    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+    return _console(stderr=True)
 
 
 def _spec_overrides(layout: Optional[str], input_size: Optional[str], value_range: Optional[str],
@@ -114,7 +120,7 @@ def inspect_cmd(
     else:
         from scanner.report.terminal import render_inspect
 
-        render_inspect(res, Console(no_color=bool(os.environ.get("NO_COLOR"))))
+        render_inspect(res, _console())
 
 
 class _Progress:
@@ -134,11 +140,17 @@ class _Progress:
         if step != total and now - self.last < (0.5 if self.tty else 10.0):
             return
         self.last = now
+        info = dict(info)
+        phase = info.pop("phase", "")
         extra = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in info.items() if not isinstance(v, (list, dict)))
-        end = "\r" if self.tty and step != total else "\n"
-        sys.stderr.write(f"  step {step}/{total} {extra}\033[K{end}" if self.tty
-                         else f"  step {step}/{total} {extra}\n")
+        pct = f"{100 * step // max(1, total):3d}%"
+        line = f"  {phase + ': ' if phase else ''}step {step}/{total} {pct} {extra}".rstrip()
+        if self.tty:
+            end = "\r" if step != total else "\n"
+            sys.stderr.write(f"{line}\033[K{end}")
+        else:
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
 
@@ -185,7 +197,7 @@ def _gate_and_report(res, policy, model: Path, report_dir: Optional[Path], as_js
     else:
         from scanner.report.terminal import render_scan
 
-        console = Console(stderr=False, no_color=bool(os.environ.get("NO_COLOR")))
+        console = _console()
         render_scan(res, console)
         for note in decision.notes:
             console.print(f"  gate: {note}", highlight=False)
@@ -238,7 +250,7 @@ def detect_cmd(
     res = pipeline.detect(model, trusted, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, settings=settings, device=dev,
-                          progress=_Progress(quiet or as_json))
+                          progress=_Progress(quiet))
     raise typer.Exit(_gate_and_report(res, policy, model, report_dir, as_json))
 
 
@@ -293,7 +305,7 @@ def repair_cmd(
     res = pipeline.repair(model, trusted, out, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, defense=defense, settings=settings, rescan=rescan,
-                          device=dev, progress=_Progress(quiet or as_json))
+                          device=dev, progress=_Progress(quiet))
     if res.status == "repaired":
         code = EXIT_BACKDOOR if (res.rescan or {}).get("still_suspected") else EXIT_PASS
     else:
@@ -303,7 +315,7 @@ def repair_cmd(
     else:
         from scanner.report.terminal import render_repair
 
-        render_repair(res, Console(no_color=bool(os.environ.get("NO_COLOR"))))
+        render_repair(res, _console())
     raise typer.Exit(code)
 
 
@@ -351,13 +363,13 @@ def selftest_cmd(
     from scanner.selftest import run_selftest
 
     res = run_selftest(budget=budget, seed=seed, device=resolve_device(device),
-                       progress=_Progress(quiet or as_json),
+                       progress=_Progress(quiet),
                        log=None if (quiet or as_json) else
                        (lambda m: _stderr_console().print(m, highlight=False)))
     if as_json:
         typer.echo(json.dumps(res, indent=2, default=str))
     else:
-        console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+        console = _console()
         for case in res["cases"]:
             mark = "ok  " if case["ok"] else "FAIL"
             console.print(f"{mark} {case['model']}: expected {case['expected']}, got "

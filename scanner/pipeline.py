@@ -137,6 +137,13 @@ def _detection_summary(det) -> dict:
             "per_class": [asdict(s) for s in det.per_class]}
 
 
+def _phase(progress, name: str):
+    """Label a phase's progress callbacks so a log line says what is running."""
+    if progress is None:
+        return None
+    return lambda step, total, info: progress(step, total, {"phase": name, **info})
+
+
 def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, budget,
                   device: torch.device, progress=None) -> tuple:
     """Repair (Pivotal Tuning) then CTI, or Neural Cleanse; returns (detection, repair|None)."""
@@ -151,14 +158,15 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
         stat = "mad" if settings.method == "nc" else "log_mad"
         return nc_detect(model, tune.x, tune.y, held.x, held.y, num_classes,
                          NCConfig(inv, threshold=_threshold(settings), statistic=stat),
-                         device=device, progress=progress), None
+                         device=device, progress=_phase(progress, "trigger inversion")), None
     cfg = PivotalConfig.for_device(device, steps=budget.repair_steps,
                                    batch_size=budget.repair_batch, seed=settings.seed,
                                    max_cda_drop=settings.max_cda_drop)
     rep = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
-                         progress=progress)
+                         progress=_phase(progress, "pivotal tuning"))
     det = cti_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
-                     CTIConfig(inversion=inv), device=device, progress=progress)
+                     CTIConfig(inversion=inv), device=device,
+                     progress=_phase(progress, "calibrated trigger inversion"))
     return det, rep
 
 
@@ -297,7 +305,7 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
               "implanted": implant.ok, "notes": implant.notes}
     if implant.ok:
         cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,
-                                device, progress)
+                                device, _phase(progress, "canary"))
         # Detected means: flagged, and flagged for the class the canary actually targets.
         hit = _all_finite(cdet) and _is_flagged(cdet, settings) and cdet.top_class == implant.target
         canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class,
@@ -351,7 +359,8 @@ def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, d
           "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
     kw = {k: v for k, v in kw.items() if k in known}
     cfg = cfg_cls.for_device(device, **kw) if hasattr(cfg_cls, "for_device") else cfg_cls(**kw)
-    return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device, progress=progress)
+    return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
+              progress=_phase(progress, f"repair ({name})"))
 
 
 def _save_repaired(loaded: LoadedModel, net, out: Path, held_x: torch.Tensor, defense: str) -> dict:
@@ -436,7 +445,7 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
         det, _ = run_detection(rep.model, prep.tune, prep.held, prep.loaded.num_classes,
                                ScanSettings(**{**asdict(settings), "method": "mask"
                                                if settings.method == "cti" else settings.method}),
-                               prep.budget, device, progress)
+                               prep.budget, device, _phase(progress, "re-scan"))
         job.timings["rescan_s"] = time.perf_counter() - t2
         flagged = _all_finite(det) and _is_flagged(det, settings)
         job.rescan = {**_detection_summary(det), "still_suspected": flagged}

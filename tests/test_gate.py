@@ -176,3 +176,27 @@ def test_selftest_missing_fixtures_is_an_input_error(tmp_path):
 
     with pytest.raises(InputError, match="fixtures not found"):
         default_cases(tmp_path)
+
+
+def test_no_color_is_honoured(tmp_path, fake_detect, capsys, monkeypatch):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert main([str(model), "--trusted", str(tmp_path)]) == 1
+    assert "\x1b[" in capsys.readouterr().out  # colour when forced...
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main([str(model), "--trusted", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out and "BACKDOOR" in out  # ...and none with NO_COLOR
+
+
+def test_step_summary_is_appended(tmp_path, fake_detect, capsys, monkeypatch):
+    summary = tmp_path / "summary.md"
+    summary.write_text("# earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    assert main([str(model), "--trusted", str(tmp_path), "--quiet"]) == 1
+    text = summary.read_text()
+    assert text.startswith("# earlier step\n") and "backdoor" in text.lower()

@@ -133,7 +133,12 @@ def test_real_subprocess_scan(digits_files):
                         "--trusted", str(digits_files / "trusted.npz"), "--budget", "fast",
                         "--no-canary", "--json"], capture_output=True, text=True, timeout=900)
     assert p.returncode == 1, p.stderr
-    assert json.loads(p.stdout)["verdict"] == "backdoor"
+    assert json.loads(p.stdout)["verdict"] == "backdoor"  # stdout is exactly one JSON document
+    # not a terminal: plain, labelled, periodic progress lines (no carriage returns, no ANSI)
+    lines = [ln for ln in p.stderr.splitlines() if "step" in ln]
+    assert any(ln.strip().startswith("trigger inversion: step") for ln in lines), p.stderr
+    assert any("100%" in ln for ln in lines)
+    assert "\r" not in p.stderr and "\x1b[" not in p.stderr
 
 
 def test_policy_validation(tmp_path):
