@@ -273,7 +273,7 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     det, rep = run_detection(model, tune, held, loaded.num_classes, settings, budget, device,
                              progress)
     timings["detect_s"] = time.perf_counter() - t1
-    result.detection = _detection_summary(det)
+    result.detection = {**_detection_summary(det), "threshold": _threshold(settings)}
     if not _all_finite(det):
         result.reasons.append("the detector produced non-finite scores (diverged optimisation); "
                               "refusing to judge")

@@ -204,3 +204,31 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypa
                         settings=pipeline.ScanSettings(budget_level="fast"))
     assert len(calls) == 2 and r.canary["top_class"] == 0
     assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
+
+
+def test_report_dir_from_a_real_scan(monkeypatch, digits_files, backdoor_scan, tmp_path, capsys):
+    """`--report-dir` after a real scan: every format parses and agrees with the verdict."""
+    import xml.etree.ElementTree as ET
+
+    from scanner.report.schema import validate_report
+
+    monkeypatch.setattr(pipeline, "detect", lambda *a, **k: backdoor_scan)
+    monkeypatch.chdir(digits_files)
+    out = tmp_path / "rep"
+    assert main(["badnets.safetensors", "--arch", "resnet8", "--trusted", "trusted.npz",
+                 "--report-dir", str(out), "--quiet"]) == 1
+    doc = json.loads((out / "report.json").read_text())
+    assert validate_report(doc) == [] and doc["verdict"] == "backdoor"
+    assert doc["gate"]["exit_code"] == 1 and doc["detection"]["top_class"] == 0
+    pngs = sorted((out / "triggers").glob("*.png"))
+    assert len(pngs) == 10
+    sarif = json.loads((out / "report.sarif").read_text())
+    res = sarif["runs"][0]["results"]
+    assert [r["ruleId"] for r in res] == ["BDS001"]
+    loc = res[0]["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "badnets.safetensors" and "region" not in loc
+    suite = ET.parse(out / "report.junit.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "1" and suite.get("errors") == "0"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 10
+    assert "backdoor" in (out / "report.md").read_text().lower()
