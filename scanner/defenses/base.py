@@ -1,15 +1,22 @@
-"""What every repair returns, and the shared loop mechanics (held-out tracking, rollback)."""
+"""What every repair returns, and the shared loop mechanics (held-out tracking, rollback).
+
+``finetune_loop`` is the one training loop behind Pivotal Tuning and all baselines.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
+from scanner.ops.latent import parameter_distance
 from scanner.ops.metrics import accuracy
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -37,6 +44,7 @@ class RepairResult:
     param_distance: float
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    info: dict = field(default_factory=dict)  # method-specific facts (pruned channels, NC class)
 
     @property
     def cda_drop(self) -> float:
@@ -68,3 +76,192 @@ class BestWithinBudget:
 
 def heldout_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return accuracy(predict(model, x), y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared training-loop mechanics: every repair (Pivotal Tuning and the baselines) is "a trainable
+# clone of the pivot, one loss per batch, held-out accuracy every ``eval_every`` steps, keep the
+# latest state within the Delta budget". Only the loss (``step_fn``) and a few hooks differ.
+# ---------------------------------------------------------------------------------------------
+
+# (images on device, labels on device, step index) -> (loss, named loss parts for the trajectory)
+StepFn = Callable[[torch.Tensor, torch.Tensor, int],
+                  "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+# (images, labels, generator) -> (images, labels): extra per-batch data transform (CPU, before .to)
+BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator],
+                   "tuple[torch.Tensor, torch.Tensor]"]
+AfterStep = Callable[[nn.Module], None]  # called after every optimizer step (e.g. keep a mask)
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random crop (pad h/8, reflect) + horizontal flip on a [0,1] batch."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    i = int(torch.randint(0, 2 * pad + 1, (1,), generator=g))
+    j = int(torch.randint(0, 2 * pad + 1, (1,), generator=g))
+    x = xp[:, :, i:i + h, j:j + w]
+    flip = torch.rand(n, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def random_patches(x: torch.Tensor, frac: float, g: torch.Generator) -> torch.Tensor:
+    """Paste one random-noise square (side w/16..w/5) at a random place on ``frac`` of the images.
+
+    Why: a patch backdoor is a small local feature the trusted data never contradicts; training
+    the tuned copy to keep the true label under arbitrary small patches removes exactly that
+    shortcut without knowing where or what the trigger is.
+    """
+    n, c, h, w = x.shape
+    x = x.clone()
+    chosen = torch.nonzero(torch.rand(n, generator=g) < frac).flatten().tolist()
+    for i in chosen:
+        s = int(torch.randint(max(2, w // 16), max(3, w // 5) + 1, (1,), generator=g))
+        top = int(torch.randint(0, h - s + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - s + 1, (1,), generator=g))
+        x[i, :, top:top + s, left:left + s] = torch.rand(c, s, s, generator=g)
+    return x
+
+
+def start_repair(pivot: SplitClassifier, device: torch.device | None, seed: int
+                 ) -> tuple[SplitClassifier, SplitClassifier, torch.Generator, torch.device]:
+    """Seed everything, freeze the pivot (eval, no grads) and return a trainable clone.
+
+    Returns (pivot, tuned, generator for batches/augmentation, device).
+    """
+    device = device or next(pivot.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    pivot = pivot.to(device).eval()
+    for p in pivot.parameters():
+        p.requires_grad_(False)
+    tuned = pivot.clone()
+    for p in tuned.parameters():
+        p.requires_grad_(True)
+    return pivot, tuned, g, device
+
+
+def pick_lr(cfg, model: SplitClassifier) -> tuple[float, str]:
+    """``cfg.lr`` if set, else ``cfg.lr_bn`` for live BatchNorm and ``cfg.lr_no_bn`` otherwise.
+
+    Frozen BN statistics make a BN model behave like a BN-folded one: both need the small step
+    (lr 1e-2 diverged within 5 steps on both in our probes); live BN statistics tolerate 1e-2.
+    Returns (lr, a description of the model kind for the notes).
+    """
+    has_bn = model.has_batchnorm()
+    live_bn = has_bn and not cfg.freeze_bn_stats
+    lr = cfg.lr if cfg.lr is not None else (cfg.lr_bn if live_bn else cfg.lr_no_bn)
+    kind = ("live BatchNorm" if live_bn
+            else "frozen BatchNorm" if has_bn else "no BatchNorm (folded)")
+    return lr, kind
+
+
+def sgd_cosine(params, lr: float, steps: int, momentum: float = 0.9, weight_decay: float = 0.0,
+               nesterov: bool = True):
+    """SGD (Nesterov when momentum > 0) with a cosine schedule to 0 over ``steps``."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=nesterov and momentum > 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
+    return opt, sched
+
+
+def ce_step(model: nn.Module) -> StepFn:
+    """Plain cross-entropy fine-tuning as a ``step_fn``."""
+    def step(xb: torch.Tensor, yb: torch.Tensor, _step: int):
+        ce = F.cross_entropy(model(xb), yb)
+        return ce, {"ce": ce}
+    return step
+
+
+def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.Tensor,
+                  y_tune: torch.Tensor, x_held: torch.Tensor, y_held: torch.Tensor, cfg,
+                  step_fn: StepFn, opt: torch.optim.Optimizer, sched, *, g: torch.Generator,
+                  device: torch.device, notes: list[str], t0: float,
+                  monitor: Monitor | None = None, progress: ProgressFn | None = None,
+                  batch_fn: BatchFn | None = None, after_step: AfterStep | None = None,
+                  progress_extra: dict | None = None) -> RepairResult:
+    """Train ``tuned`` with ``step_fn`` and keep the latest state within the Delta budget.
+
+    ``cfg`` needs: steps, batch_size, eval_every, max_cda_drop, patience, augment,
+    freeze_bn_stats (and optionally patch_aug). Batches are a seeded permutation of the tuning
+    set (only full batches), augmented, then ``batch_fn``; ``after_step`` runs after each
+    optimizer step. The rollback state is the *pivot's*: when no checkpoint stays within the
+    budget the result is the unchanged pivot (``moved`` False), even if the tuned copy was
+    modified before the loop (e.g. pruned).
+    """
+    pivot_cda = heldout_accuracy(pivot, x_held, y_held)
+    keeper = BestWithinBudget(pivot, pivot_cda, cfg.max_cda_drop)
+    traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
+    patch_aug = getattr(cfg, "patch_aug", 0.0)
+    n = len(y_tune)
+    step = 0
+    diverged = False
+    while step < cfg.steps:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n - min(cfg.batch_size, n) + 1, cfg.batch_size):
+            if step >= cfg.steps:
+                break
+            idx = perm[i:i + cfg.batch_size]
+            xb, yb = x_tune[idx], y_tune[idx]
+            if cfg.augment:
+                xb = augment_batch(xb, g)
+            if patch_aug > 0:
+                xb = random_patches(xb, patch_aug, g)
+            if batch_fn is not None:
+                xb, yb = batch_fn(xb, yb, g)
+            xb, yb = xb.to(device), yb.to(device)
+            tuned.train()
+            if cfg.freeze_bn_stats:
+                tuned.set_bn_eval()
+            loss, parts = step_fn(xb, yb, step)
+            if not torch.isfinite(loss):
+                diverged = True
+                notes.append(f"loss became non-finite at step {step}; kept the last good state")
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if after_step is not None:
+                after_step(tuned)
+            step += 1
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                cda = heldout_accuracy(tuned, x_held, y_held)
+                keeper.offer(tuned, step, cda)
+                ck = Checkpoint(step, cda, monitor(tuned) if monitor else {},
+                                {**{k: _scalar(v) for k, v in parts.items()}, "total": loss.item()})
+                traj.append(ck)
+                if progress:
+                    progress(step, cfg.steps, {"cda": cda, **ck.extra, **(progress_extra or {})})
+                if keeper.exceeded >= cfg.patience:
+                    notes.append(f"stopped at step {step}: held-out accuracy stayed more than "
+                                 f"{cfg.max_cda_drop:.0%} below the pivot's")
+                    step = cfg.steps
+                    break
+        if diverged:
+            break
+    tuned.load_state_dict(keeper.state)
+    tuned.eval()
+    with torch.no_grad():
+        dist = float(parameter_distance(tuned, pivot))
+    moved = keeper.step > 0 and dist > 0
+    if not moved:
+        notes.append("no tuned state stayed within the accuracy budget: the model was NOT repaired")
+    return RepairResult(model=tuned, pivot_cda=pivot_cda, best_step=keeper.step,
+                        best_cda=keeper.cda, trajectory=traj, moved=moved, param_distance=dist,
+                        notes=notes, wall_s=time.perf_counter() - t0)
+
+
+def _scalar(v) -> float:
+    return v.item() if isinstance(v, torch.Tensor) else float(v)
+
+
+def cfg_for_device(cls, device: torch.device, cuda_base: dict, overrides: dict):
+    """Build config ``cls``: CPU defaults finish in minutes; ``cuda_base`` (paper scale) on CUDA.
+
+    ``None`` overrides are ignored, so callers can pass optional flags straight through.
+    """
+    base = dict(cuda_base) if device.type == "cuda" else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**base)
