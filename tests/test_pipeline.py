@@ -232,3 +232,60 @@ def test_report_dir_from_a_real_scan(monkeypatch, digits_files, backdoor_scan, t
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 10
     assert "backdoor" in (out / "report.md").read_text().lower()
+
+
+def test_repair_writes_a_verified_model_and_never_touches_the_input(digits_files, tmp_path, capsys):
+    import hashlib
+
+    from scanner.io.loader import load_model
+
+    src = digits_files / "badnets.safetensors"
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    out = tmp_path / "fixed.onnx"
+    code = main(["repair", str(src), "--arch", "resnet8", "--trusted",
+                 str(digits_files / "trusted.npz"), "--out", str(out), "--budget", "fast",
+                 "--defense", "nc_repair", "--json", "--quiet"])
+    doc = json.loads(capsys.readouterr().out)
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    assert doc["status"] == "repaired" and doc["defense"] == "nc_repair"
+    assert code == (1 if doc["rescan"]["still_suspected"] else 0) == doc["exit_code"]
+    assert doc["repair"]["cda_drop"] <= 0.02 + 1e-9 and doc["repair"]["moved"]
+    assert doc["output"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    m = load_model(out)  # the export imports back and matches onnxruntime
+    assert m.parity.passed and m.num_classes == 10
+    assert not list(tmp_path.glob(".*tmp"))
+    # the default repair (Pivotal Tuning), safetensors out, no re-scan: reloads under --arch
+    out2 = tmp_path / "fixed.safetensors"
+    assert main(["repair", str(src), "--arch", "resnet8", "--trusted",
+                 str(digits_files / "trusted.npz"), "--out", str(out2), "--budget", "fast",
+                 "--no-rescan", "--quiet"]) == 0
+    assert load_model(out2, arch="resnet8").num_classes == 10
+
+
+def test_repair_that_does_not_move_writes_nothing(digits_files, tmp_path, monkeypatch, capsys):
+    from scanner.defenses import registry
+    from scanner.defenses.base import RepairResult
+
+    def frozen(pivot, *a, **k):
+        return RepairResult(pivot, 0.9, 0, 0.9, [], False, 0.0, ["nothing within budget"])
+
+    real = registry.get_defense
+
+    def fake(name):
+        cfg, _ = real(name)
+        return cfg, frozen
+    monkeypatch.setattr(registry, "get_defense", fake)
+    out = tmp_path / "fixed.onnx"
+    assert main(["repair", str(digits_files / "badnets.safetensors"), "--arch", "resnet8",
+                 "--trusted", str(digits_files / "trusted.npz"), "--out", str(out),
+                 "--budget", "fast", "--quiet"]) == 3
+    assert not out.exists() and "nothing was written" in capsys.readouterr().out
+
+
+def test_repair_input_errors(digits_files, tmp_path, capsys):
+    base = [str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
+            str(digits_files / "trusted.npz")]
+    assert main(["repair", *base, "--out", str(tmp_path / "x.pt")]) == 2
+    assert main(["repair", *base, "--out", str(tmp_path / "x.onnx"), "--defense", "magic"]) == 2
+    assert main(["repair", *base, "--out", str(digits_files / "badnets.safetensors")]) == 2
+    assert "overwrite" in capsys.readouterr().err
