@@ -457,6 +457,17 @@ def attack_cmd(
                f"({side['train_seconds']:.0f}s)")
 
 
+def _register_subcommands() -> None:
+    from scanner.eval.cli import eval_app
+
+    app.add_typer(eval_app, name="eval",
+                  help="Evaluation harness: robustness and detectability games, self-poisoning "
+                       "hyper-parameter search, paper-shaped tables and plots.")
+
+
+_register_subcommands()
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print the scanner's version."""

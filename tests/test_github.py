@@ -67,7 +67,11 @@ def test_readme_usage_documents_every_flag_of_every_command():
     usage = readme[readme.index("## Usage"):readme.index("## Measured so far")]
     group = typer.main.get_command(app)
     missing = []
+    commands = []
     for name, cmd in group.commands.items():
+        commands.append((name, cmd))
+        commands += [(f"{name} {n}", c) for n, c in getattr(cmd, "commands", {}).items()]
+    for name, cmd in commands:
         assert name in usage, f"command {name} not in README usage"
         for p in cmd.params:
             opts = [o for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]

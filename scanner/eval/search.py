@@ -1,0 +1,235 @@
+"""Defense hyper-parameter search by self-poisoning (paper §5.3, App. A.5).
+
+The defender poisons its own copy of the model with a known patch backdoor, using only its
+trusted data (``scanner.detectors.canary.implant_canary``: a BadNets-style poison-label
+checkerboard patch, fine-tuned in), then grid-searches a defense's knobs and keeps the setting
+with the highest effectiveness: the lowest remaining ASR η of the known trigger while the clean
+accuracy stays within Δ (ties: lower ASR of the state the defense itself keeps, then higher
+clean accuracy, then grid order).
+
+The trusted data is split three ways (stratified, seeded): an evaluation part that only
+measures (clean accuracy and the canary's ASR at every checkpoint), and of the rest a tuning part
+(implant and repair train on it) and a held-out part (the defense's own Δ rule, as in
+``scan repair``).
+
+The result is written as a policy TOML for ``scan``. The strict policy schema knows only
+``[repair] defense`` and ``max_cda_drop``; the chosen knobs are written as comments (and as a
+commented-out ``[repair.params]`` table, ready for when the schema accepts it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from scanner.errors import InconclusiveError, InputError
+from scanner.eval.games import Meter, robustness_game
+
+# Small grids around Table 5 and the CPU defaults (lr None = per-model choice, BN or folded).
+DEFAULT_GRIDS: dict[str, dict[str, list]] = {
+    "pivotal": {"lr": [3e-4, 1e-3, 3e-3], "lambda_p": [2_000.0, 20_000.0]},
+    "weight_decay": {"lr": [3e-4, 1e-3, 3e-3], "weight_decay": [1e-3, 1e-2]},
+    "fine_pruning": {"lr": [3e-4, 1e-3, 3e-3], "prune_rate": [0.8, 0.96]},
+    "nad": {"lr": [3e-4, 1e-3, 3e-3], "lambda_at": [100.0, 1000.0]},
+    "nc_repair": {"lr": [3e-4, 1e-3, 3e-3], "stamp_frac": [0.25, 0.5]},
+}
+
+
+@dataclass
+class SearchResult:
+    defense: str
+    grid: dict[str, list]
+    trials: list[dict]
+    best: dict
+    canary: dict
+    delta: float
+    n_trusted: dict
+    base_overrides: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"defense": self.defense, "grid": self.grid, "best": self.best,
+                "canary": self.canary, "delta": self.delta, "n_trusted": self.n_trusted,
+                "base_overrides": self.base_overrides, "wall_s": self.wall_s,
+                "notes": self.notes, "trials": self.trials}
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list]:
+    """``["lr=1e-3,1e-2", "lambda_p=2000,20000"]`` -> ``{"lr": [0.001, 0.01], ...}``."""
+    out: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--grid expects NAME=V1,V2,..., got {item!r}")
+        name, vals = (t.strip() for t in item.split("=", 1))
+        values = [_number(v) for v in vals.split(",") if v.strip()]
+        if not name or not values:
+            raise InputError(f"--grid expects NAME=V1,V2,..., got {item!r}")
+        out[name] = values
+    return out
+
+
+def _number(v: str):
+    v = v.strip()
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            continue
+    low = v.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    return v
+
+
+def grid_points(grid: dict[str, list]) -> list[dict]:
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def self_poison_search(model, trusted, num_classes: int, defense: str = "pivotal",
+                       grid: dict[str, list] | None = None, *, delta: float = 0.02,
+                       base_overrides: dict | None = None, eval_frac: float = 0.2,
+                       holdout: float = 0.2, canary_steps: int | None = None, seed: int = 0,
+                       device: torch.device | None = None,
+                       log: Callable[[str], None] = lambda s: None) -> SearchResult:
+    """Implant a known backdoor with the trusted data, then grid-search ``defense`` by η."""
+    from scanner.defenses.registry import get_defense, make_config
+    from scanner.detectors.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
+
+    t0 = time.perf_counter()
+    get_defense(defense)
+    grid = dict(grid) if grid else dict(DEFAULT_GRIDS.get(defense, {"lr": [3e-4, 1e-3, 3e-3]}))
+    base = dict(base_overrides or {})
+    points = grid_points(grid)
+    device = device or next(model.parameters()).device
+    for p in points:  # unknown knob names fail now, not after the implant
+        make_config(defense, device, **{**base, **p})
+
+    work, evalset = trusted.split(eval_frac, seed=seed)
+    tune, held = work.split(holdout, seed=seed)
+    ccfg = CanaryConfig(seed=seed, **({"steps": canary_steps} if canary_steps else {}))
+    log(f"implanting the self-poisoning backdoor with {len(tune)} trusted images")
+    implant = implant_canary(model, tune.x, tune.y, held.x, held.y, num_classes, ccfg,
+                             device=device)
+    patch, _ = canary_patch(tuple(tune.x.shape[1:]), ccfg.patch_frac, ccfg.seed)
+    meter = Meter(evalset.x, evalset.y, trigger=lambda x: stamp_canary(x, patch),
+                  target=implant.target)
+    before = meter(implant.model)
+    canary = {"target": implant.target, "asr": before["asr"], "cda": before["test_cda"],
+              "original_cda": meter(model)["test_cda"], "steps": implant.steps, "ok": implant.ok,
+              "notes": implant.notes}
+    if before["asr"] < 0.5:
+        raise InconclusiveError(
+            f"the self-poisoning implant did not take (ASR {before['asr']:.2f} on the evaluation "
+            "images): the search cannot measure a repair", hint="raise --canary-steps")
+    log(f"implant: target {implant.target}, ASR {before['asr']:.3f}, CDA {before['test_cda']:.3f}")
+    notes = []
+    cost = canary["original_cda"] - before["test_cda"]
+    if cost > 2 * delta:
+        notes.append(f"the implant cost {cost:.2f} of clean accuracy: the Delta budget is counted "
+                     "from the damaged copy, which favours knobs that merely recover accuracy; "
+                     "treat the choice with care (more trusted data or --canary-steps may help)")
+        log("warning: " + notes[-1])
+    # the repair's own held-out rule sees work (tune + held): same split as the implant used
+    trials = []
+    for i, p in enumerate(points):
+        out = robustness_game(implant.model, work, meter, defense, delta=delta, holdout=holdout,
+                              seed=seed, overrides={**base, **p}, device=device)
+        trial = {"params": p, "eta": out["eta"], "eta_step": out["eta_step"],
+                 "eta_cda": out["eta_cda"], "deployed_asr": out["deployed_asr"],
+                 "deployed_cda": out["deployed_cda"], "deployed_step": out["deployed_step"],
+                 "moved": out["moved"], "wall_s": out["wall_s"], "order": i,
+                 "trajectory": out["trajectory"]}
+        trials.append(trial)
+        log(f"[{i + 1}/{len(points)}] {_fmt_params(p)}: eta {out['eta']:.3f} "
+            f"(deployed ASR {out['deployed_asr']:.3f}, CDA {out['deployed_cda']:.3f}) "
+            f"{out['wall_s']:.0f}s")
+    best = min(trials, key=lambda t: (_nan_last(t["eta"]), _nan_last(t["deployed_asr"]),
+                                      -(t["deployed_cda"] or 0.0), t["order"]))
+    n = {"tune": len(tune), "held": len(held), "eval": len(evalset)}
+    return SearchResult(defense, grid, trials, best, canary, delta, n, base,
+                        time.perf_counter() - t0, notes)
+
+
+def _nan_last(v) -> float:
+    return float("inf") if v is None or v != v else float(v)
+
+
+def _fmt_params(p: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.items())
+
+
+def _toml_scalar(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_policy(result: SearchResult, *, model: str = "", trusted: str = "",
+                  today: _dt.date | None = None) -> str:
+    """A policy TOML that ``scanner.policy.load_policy`` accepts, with the search as comments."""
+    today = today or _dt.date.today()
+    b = result.best
+    lines = [
+        f"# Written by `scan eval search` on {today.isoformat()}.",
+        "# Defense hyper-parameters chosen by self-poisoning (paper Sec. 5.3): a known patch backdoor",
+        "# was implanted into a copy of the model with the trusted data, and every grid point was",
+        "# scored by eta = the lowest ASR of that backdoor while clean accuracy stayed within",
+        f"# max_cda_drop = {result.delta:g} of the implanted copy's.",
+    ]
+    if model:
+        lines.append(f"# model: {model}")
+    if trusted:
+        lines.append(f"# trusted data: {trusted} ({result.n_trusted['tune']} tune / "
+                     f"{result.n_trusted['held']} held-out / {result.n_trusted['eval']} evaluation images)")
+    c = result.canary
+    lines += [f"# implant: target class {c['target']}, ASR {c['asr']:.3f}, clean accuracy "
+              f"{c['cda']:.3f} (original model {c['original_cda']:.3f})",
+              *("# " + ln for w in result.notes
+                for ln in textwrap.wrap("WARNING: " + w, 94)),
+              "#", "# grid results (eta, then ASR/accuracy of the state the defense keeps):"]
+    for t in result.trials:
+        mark = "  <- chosen" if t is b else ""
+        lines.append(f"#   {_fmt_params(t['params']):40s} eta {t['eta']:.3f}  kept ASR "
+                     f"{t['deployed_asr']:.3f} CDA {t['deployed_cda']:.3f}{mark}")
+    if result.base_overrides:
+        lines.append("# fixed for every grid point: " + _fmt_params(result.base_overrides))
+    knobs = {**result.base_overrides, **b["params"]}
+    lines += ["#", "# Chosen knobs. `scan` cannot read them yet (the policy schema has no per-defense",
+              "# parameters); uncomment once it accepts [repair.params]:",
+              "# [repair.params]"]
+    lines += [f"# {k} = {_toml_scalar(v)}" for k, v in knobs.items() if v is not None]
+    lines += ["", "[repair]", f'defense = "{result.defense}"',
+              f"max_cda_drop = {float(result.delta)!r}", ""]
+    return "\n".join(lines)
+
+
+def write_policy(result: SearchResult, out: str | Path, *, force: bool = False, model: str = "",
+                 trusted: str = "") -> Path:
+    """Render, validate with the policy loader's own rules, then write ``out``."""
+    import tomllib
+
+    from scanner.policy import policy_from_dict
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; not overwriting it", hint="pass --force to replace it")
+    text = render_policy(result, model=model, trusted=trusted)
+    policy_from_dict(tomllib.loads(text), str(out))  # never write a file `scan` would reject
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
