@@ -117,8 +117,9 @@ def test_canary_implant_takes(digits):
     model = SplitClassifier(net, InputSpec())
     imp = implant_canary(model, tune.x, tune.y, held.x, held.y, 10, CanaryConfig(seed=1))
     assert imp.ok and imp.asr >= 0.9
-    patch, s = canary_patch((3, 32, 32), 0.125, 1)
-    assert s == 4 and torch.equal(stamp_canary(held.x[:2], patch)[..., -4:, -4:], patch.expand(2, 3, 4, 4))
+    patch, s = canary_patch((3, 32, 32), CanaryConfig().patch_frac, 1)
+    assert s == 6 and torch.equal(stamp_canary(held.x[:2], patch)[..., -6:, -6:], patch.expand(2, 3, 6, 6))
+    assert len(torch.unique(patch[0, :, 0])) == 2 and torch.equal(patch[:, :2, :2], patch[:, :1, :1].expand(3, 2, 2))  # 2x2 cells
     # the original model is untouched and does not respond to the patch
     asr0 = attack_success_rate(predict(model, stamp_canary(held.x, patch)), held.y, imp.target)
     assert asr0 < 0.5

@@ -17,17 +17,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from scanner.classifier import SplitClassifier, predict
+from scanner.defenses.base import augment_batch
 from scanner.ops.metrics import accuracy, attack_success_rate
 
 
 @dataclass
 class CanaryConfig:
-    patch_frac: float = 0.125  # side of the square patch relative to the image width
-    poison_frac: float = 0.5  # poisoned copies added per step, relative to the clean batch
+    patch_frac: float = 0.1875  # side of the square patch relative to the image width (6 of 32)
+    poison_frac: float = 0.5  # share of each batch stamped and relabelled (mixed batch)
     steps: int = 300
     batch_size: int = 64
     lr: float = 1e-3
     min_asr: float = 0.9  # implant counts only when it actually took
+    stop_asr: float = 0.95  # stop early once the implant is this strong
+    copies: bool = False  # poisoned copies + separate loss term instead of a mixed batch
     # The canary tests the detector's sensitivity, not the repair: it may cost accuracy, as long
     # as it stays a working classifier (imported CIFAR models lost 0.1-0.3 in our probes).
     max_cda_drop: float = 0.3
@@ -48,14 +51,22 @@ class CanaryImplant:
 
 
 def canary_patch(shape: tuple[int, int, int], frac: float, seed: int) -> tuple[Tensor, int]:
-    """A high-contrast random checkerboard patch (C x s x s) and its side s."""
+    """A high-contrast random checkerboard patch (C x s x s) of 3x3 cells, and its side s.
+
+    Why cells of s/3 pixels and not single pixels: a one-pixel checkerboard is aliased away by the
+    strided layers of imported CIFAR nets, and a short fine-tune could not implant it (ASR 0.6-0.8
+    at a 30-point accuracy cost on BN-folded ResNet-8). With 2-pixel cells, half of each batch
+    poisoned, the implant took in 125 steps (ASR 0.96, -5 points) on that model and on the
+    digits test model (ASR 0.95).
+    """
     c, h, w = shape
     s = max(2, int(round(frac * w)))
+    cell = max(1, s // 3)
     g = torch.Generator().manual_seed(10_007 + seed)
     colors = torch.rand(2, c, 1, 1, generator=g)
     colors[0] = colors[0] * 0.3
     colors[1] = 0.7 + colors[1] * 0.3
-    board = (torch.arange(s)[:, None] + torch.arange(s)[None, :]) % 2
+    board = (torch.arange(s)[:, None] // cell + torch.arange(s)[None, :] // cell) % 2
     return torch.where(board.bool()[None], colors[1], colors[0]).expand(c, s, s).clone(), s
 
 
@@ -85,13 +96,19 @@ def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_hel
     asr = cda = 0.0
     while step < cfg.steps:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=g)
-        xb, yb = x_tune[idx], y_tune[idx]
+        xb, yb = augment_batch(x_tune[idx], g), y_tune[idx].clone()
         k = max(1, int(cfg.poison_frac * len(idx)))
-        xp = stamp_canary(xb[:k], patch)  # poisoned copies on top of an intact clean batch
         canary.train()
         canary.set_bn_eval()
-        loss = F.cross_entropy(canary(xb.to(device)), yb.to(device)) + F.cross_entropy(
-            canary(xp.to(device)), torch.full((k,), target, device=device))
+        # Stamp after augmentation (a crop would move the patch) and relabel.
+        if cfg.copies:  # poisoned copies beside an intact clean batch, two loss terms
+            xp = stamp_canary(xb[:k], patch)
+            loss = F.cross_entropy(canary(xb.to(device)), yb.to(device)) + F.cross_entropy(
+                canary(xp.to(device)), torch.full((k,), target, device=device))
+        else:  # one mixed batch, as a poisoned training set would give
+            xb[:k] = stamp_canary(xb[:k], patch)
+            yb[:k] = target
+            loss = F.cross_entropy(canary(xb.to(device)), yb.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -99,7 +116,7 @@ def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_hel
         if step % 25 == 0 or step == cfg.steps:
             asr = attack_success_rate(predict(canary, stamp_canary(x_held, patch)), y_held, target)
             cda = accuracy(predict(canary, x_held), y_held)
-            if asr >= cfg.min_asr and cda >= pivot_cda - cfg.max_cda_drop:
+            if asr >= cfg.stop_asr and cda >= pivot_cda - cfg.max_cda_drop:
                 break
     canary.eval()
     for p in canary.parameters():

@@ -100,9 +100,13 @@ def self_poison_search(model, trusted, num_classes: int, defense: str = "pivotal
                        grid: dict[str, list] | None = None, *, delta: float = 0.02,
                        base_overrides: dict | None = None, eval_frac: float = 0.2,
                        holdout: float = 0.2, canary_steps: int | None = None, seed: int = 0,
+                       canary_config=None,
                        device: torch.device | None = None,
                        log: Callable[[str], None] = lambda s: None) -> SearchResult:
-    """Implant a known backdoor with the trusted data, then grid-search ``defense`` by η."""
+    """Implant a known backdoor with the trusted data, then grid-search ``defense`` by η.
+
+    ``canary_config`` overrides the implant (default: the gate's canary settings).
+    """
     from scanner.defenses.registry import get_defense, make_config
     from scanner.detectors.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
 
@@ -117,7 +121,8 @@ def self_poison_search(model, trusted, num_classes: int, defense: str = "pivotal
 
     work, evalset = trusted.split(eval_frac, seed=seed)
     tune, held = work.split(holdout, seed=seed)
-    ccfg = CanaryConfig(seed=seed, **({"steps": canary_steps} if canary_steps else {}))
+    ccfg = canary_config or CanaryConfig(seed=seed, **({"steps": canary_steps} if canary_steps
+                                                        else {}))
     log(f"implanting the self-poisoning backdoor with {len(tune)} trusted images")
     implant = implant_canary(model, tune.x, tune.y, held.x, held.y, num_classes, ccfg,
                              device=device)
