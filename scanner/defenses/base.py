@@ -166,6 +166,20 @@ def sgd_cosine(params, lr: float, steps: int, momentum: float = 0.9, weight_deca
     return opt, sched
 
 
+def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9, 0.999),
+                weight_decay: float = 0.0):
+    """Adam with a cosine schedule to 0 over ``steps``.
+
+    Why Adam for imported models: folding BatchNorm into Conv rescales each layer's weights by
+    gamma/sigma, so one SGD step size is wrong for most layers; Adam's per-parameter scaling
+    moves every layer by a comparable relative amount.
+    """
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
+    return opt, sched
+
+
 def ce_step(model: nn.Module) -> StepFn:
     """Plain cross-entropy fine-tuning as a ``step_fn``."""
     def step(xb: torch.Tensor, yb: torch.Tensor, _step: int):
@@ -180,7 +194,8 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
                   device: torch.device, notes: list[str], t0: float,
                   monitor: Monitor | None = None, progress: ProgressFn | None = None,
                   batch_fn: BatchFn | None = None, after_step: AfterStep | None = None,
-                  progress_extra: dict | None = None) -> RepairResult:
+                  progress_extra: dict | None = None,
+                  start: nn.Module | None = None) -> RepairResult:
     """Train ``tuned`` with ``step_fn`` and keep the latest state within the Delta budget.
 
     ``cfg`` needs: steps, batch_size, eval_every, max_cda_drop, patience, augment,
@@ -188,10 +203,12 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     set (only full batches), augmented, then ``batch_fn``; ``after_step`` runs after each
     optimizer step. The rollback state is the *pivot's*: when no checkpoint stays within the
     budget the result is the unchanged pivot (``moved`` False), even if the tuned copy was
-    modified before the loop (e.g. pruned).
+    modified before the loop (e.g. pruned). ``start`` replaces the pivot as the rollback state
+    when the tuned copy has a different structure that computes the same function (re-inserted
+    BatchNorm).
     """
     pivot_cda = heldout_accuracy(pivot, x_held, y_held)
-    keeper = BestWithinBudget(pivot, pivot_cda, cfg.max_cda_drop)
+    keeper = BestWithinBudget(start if start is not None else pivot, pivot_cda, cfg.max_cda_drop)
     traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
     patch_aug = getattr(cfg, "patch_aug", 0.0)
     n = len(y_tune)

@@ -61,9 +61,17 @@ def slol_code(pivot_centroids: Tensor, tuned_centroids: Tensor) -> tuple[Tensor,
 
 
 def parameter_distance(tuned: nn.Module, pivot: nn.Module) -> Tensor:
-    """Sum of squared parameter differences divided by the number of parameters (authors' code)."""
+    """Sum of squared parameter differences divided by the number of parameters (authors' code).
+
+    Parameters are matched by name; ones the pivot lacks (e.g. BatchNorm re-inserted for tuning,
+    which starts as the identity) are not part of the distance.
+    """
     total, count = None, 0
-    for pt, pp in zip(tuned.parameters(), pivot.parameters()):
+    pivot_params = dict(pivot.named_parameters())
+    for name, pt in tuned.named_parameters():
+        pp = pivot_params.get(name)
+        if pp is None:
+            continue
         d = (pt - pp.detach()).pow(2).sum()
         total = d if total is None else total + d
         count += pt.numel()
