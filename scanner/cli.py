@@ -213,7 +213,7 @@ def detect_cmd(
     arch: Optional[str] = ArchOpt,
     labels: Optional[Path] = LabelsOpt,
     config: Optional[Path] = ConfigOpt,
-    method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) or cti (Calibrated Trigger Inversion, experimental); default from the policy."),
+    method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) cti (Calibrated Trigger Inversion, experimental) or ratio (mask-norm ratio between the model and its repair, experimental); default from the policy."),
     budget: str = BudgetOpt,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
     seed: int = SeedOpt,
@@ -240,8 +240,10 @@ def detect_cmd(
     from scanner.errors import InputError
     from scanner.policy import find_policy
 
-    if method is not None and method not in ("mask", "nc", "cti"):
-        raise InputError(f"--method must be mask, nc or cti, got {method!r}")
+    from scanner.policy import METHODS
+
+    if method is not None and method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     policy = find_policy(config)
     dev = resolve_device(device)
     torch.manual_seed(seed)

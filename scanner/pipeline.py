@@ -99,6 +99,7 @@ class ScanSettings:
     cti_threshold: float = 0.5
     nc_threshold: float = 2.0
     mask_threshold: float = 3.5
+    ratio_threshold: float = 3.5
     max_cda_drop: float = 0.02
 
 
@@ -151,6 +152,7 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
     from scanner.detectors.cti import CTIConfig, cti_detect
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.detectors.ratio import ratio_detect
 
     inv = InversionConfig(steps=budget.invert_steps, batch_size=budget.invert_batch,
                           chunk=budget.invert_chunk, seed=settings.seed)
@@ -164,6 +166,10 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
                                    max_cda_drop=settings.max_cda_drop)
     rep = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
                          progress=_phase(progress, "pivotal tuning"))
+    if settings.method == "ratio":
+        return ratio_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
+                            NCConfig(inv, threshold=_threshold(settings), statistic="log_mad"),
+                            device=device, progress=_phase(progress, "trigger inversion x2")), rep
     det = cti_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
                      CTIConfig(inversion=inv), device=device,
                      progress=_phase(progress, "calibrated trigger inversion"))
@@ -178,7 +184,8 @@ def _all_finite(det) -> bool:
 
 
 def _threshold(settings: ScanSettings) -> float:
-    return {"nc": settings.nc_threshold, "mask": settings.mask_threshold}.get(
+    return {"nc": settings.nc_threshold, "mask": settings.mask_threshold,
+            "ratio": settings.ratio_threshold}.get(
         settings.method, settings.cti_threshold)
 
 
@@ -216,6 +223,7 @@ def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, 
     settings.cti_threshold = policy.gate.cti_threshold
     settings.nc_threshold = policy.gate.nc_threshold
     settings.mask_threshold = policy.gate.mask_threshold
+    settings.ratio_threshold = policy.gate.ratio_threshold
     settings.max_cda_drop = policy.repair.max_cda_drop
     settings.policy_source = policy.source
     budget = policy.budget_for(device.type, settings.budget_level, **(budget_overrides or {}))
@@ -444,7 +452,8 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
         t2 = time.perf_counter()
         det, _ = run_detection(rep.model, prep.tune, prep.held, prep.loaded.num_classes,
                                ScanSettings(**{**asdict(settings), "method": "mask"
-                                               if settings.method == "cti" else settings.method}),
+                                               if settings.method in ("cti", "ratio")
+                                               else settings.method}),
                                prep.budget, device, _phase(progress, "re-scan"))
         job.timings["rescan_s"] = time.perf_counter() - t2
         flagged = _all_finite(det) and _is_flagged(det, settings)

@@ -27,7 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-METHODS = ("mask", "nc", "cti")
+METHODS = ("mask", "nc", "cti", "ratio")
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "rules" / "default.toml"
 DEVICES = ("cpu", "cuda")
 
@@ -42,12 +42,17 @@ class GatePolicy:
     method: str = _f("mask", "Detector. \"mask\": reversed mask+pattern triggers (Neural Cleanse's "
                      "optimisation), outlier test on the log of the mask norms (the default); "
                      "\"nc\": Neural Cleanse as published (linear MAD index > nc_threshold), the "
-                     "baseline; \"cti\": Calibrated Trigger Inversion (experimental: needs a "
-                     "repair that moves the backdoor).", choices=METHODS)
+                     "baseline; \"cti\": Calibrated Trigger Inversion (experimental: scores clean "
+                     "models high too); \"ratio\": triggers reversed on the model and on its "
+                     "Pivotal-Tuning repair, outlier test on the log ratio of their mask norms "
+                     "(experimental, slower).", choices=METHODS)
     mask_threshold: float = _f(3.5, "\"mask\": flag a class whose log mask norm lies this many "
                                "MAD-scaled deviations below the median (3.5 is the usual "
                                "modified-z-score outlier rule).", 0.0, 100.0)
     nc_threshold: float = _f(2.0, "\"nc\": Neural Cleanse's own anomaly-index rule.", 0.0, 100.0)
+    ratio_threshold: float = _f(3.5, "\"ratio\": flag a class whose log(mask norm after "
+                                "repair / before) lies this many MAD-scaled deviations above the "
+                                "median (the usual modified-z-score outlier rule).", 0.0, 100.0)
     cti_threshold: float = _f(0.5, "\"cti\": calibrated model score at or above which the gate "
                               "fails.", -1.0, 1.0)
     min_clean_accuracy: float = _f(0.3, "Below this clean accuracy on the trusted data the scan is "

@@ -251,7 +251,7 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
                 traj.append(ck)
                 if progress:
                     progress(step, cfg.steps, {"cda": cda, **ck.extra, **(progress_extra or {})})
-                if keeper.exceeded >= cfg.patience:
+                if cfg.patience and keeper.exceeded >= cfg.patience:
                     notes.append(f"stopped at step {step}: held-out accuracy stayed more than "
                                  f"{cfg.max_cda_drop:.0%} below the pivot's")
                     step = cfg.steps

@@ -13,6 +13,7 @@ to know neither the trigger nor the target.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,28 @@ class UnlearnConfig:
     target_fooled: float = 0.5  # the price rises when triggers fool more often, falls when less
     cost_step: float = 1.02
     mask_init: float = -2.0  # tanh-space start: mask ~ 0.02 everywhere
+
+
+@contextmanager
+def bn_stats_kept(model: nn.Module):
+    """Forward passes inside leave BatchNorm running statistics as they were (momentum 0).
+
+    Why: stamped images are not the clean distribution; letting them into the running statistics
+    shifts the eval-mode model that the held-out accuracy (and the export) sees. Momentum 0 rather
+    than restoring the buffers afterwards: autograd saved them for the backward pass.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum, m.num_batches_tracked.clone()
+              if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 class OnlineTriggers(nn.Module):
@@ -62,7 +85,12 @@ class OnlineTriggers(nn.Module):
         large adversarial patches whose unlearning costs clean accuracy; too dear a mask finds
         nothing to unlearn. A scale-free rule is what lets one setting serve different models.
         """
-        logits = model(self.stamp(x, cls))
+        was_training = model.training
+        model.eval()  # the triggers chase the model as it will be used, and BN stats stay clean
+        try:
+            logits = model(self.stamp(x, cls))
+        finally:
+            model.train(was_training)
         l1 = tanh_to_unit(self.mask_w[cls]).flatten(1).sum(1)
         loss = F.cross_entropy(logits, cls) + self.cost * l1.mean()
         grads = torch.autograd.grad(loss, [self.mask_w, self.pattern_w])
@@ -96,4 +124,6 @@ def unlearning_loss(model: nn.Module, triggers: OnlineTriggers, x: Tensor, y: Te
     fooled = triggers.chase(model, xs, cls)
     with torch.no_grad():
         xt = triggers.stamp(xs, cls)
-    return F.cross_entropy(model(xt), ys), fooled
+    with bn_stats_kept(model):
+        logits = model(xt)
+    return F.cross_entropy(logits, ys), fooled

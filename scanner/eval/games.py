@@ -384,7 +384,7 @@ def detection_score(model: torch.nn.Module, trusted, num_classes: int, detector:
             "top_class": det.top_class, "wall_s": time.perf_counter() - t0}
 
 
-DETECTORS = ("mask", "nc", "cti")
+DETECTORS = ("mask", "nc", "cti", "ratio")
 DetectFn = Callable[..., dict]
 
 

@@ -106,7 +106,7 @@ def threshold(result: dict) -> float | None:
     if "threshold" in det:
         return det["threshold"]
     s = result.get("settings") or {}
-    key = {"nc": "nc_threshold", "mask": "mask_threshold"}.get(s.get("method"), "cti_threshold")
+    key = {"nc": "nc_threshold", "mask": "mask_threshold", "ratio": "ratio_threshold"}.get(s.get("method"), "cti_threshold")
     return s.get(key)
 
 
