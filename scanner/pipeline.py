@@ -450,13 +450,13 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
                        f"{rep.best_cda:.3f} (step {rep.best_step}); written to {out}")
     if rescan:
         t2 = time.perf_counter()
-        det, _ = run_detection(rep.model, prep.tune, prep.held, prep.loaded.num_classes,
-                               ScanSettings(**{**asdict(settings), "method": "mask"
-                                               if settings.method in ("cti", "ratio")
-                                               else settings.method}),
+        rescan = ScanSettings(**{**asdict(settings), "method": "mask"
+                                 if settings.method in ("cti", "ratio") else settings.method})
+        det, _ = run_detection(rep.model, prep.tune, prep.held, prep.loaded.num_classes, rescan,
                                prep.budget, device, _phase(progress, "re-scan"))
         job.timings["rescan_s"] = time.perf_counter() - t2
-        flagged = _all_finite(det) and _is_flagged(det, settings)
+        # the re-scan's own detector and threshold (a mask score is not on CTI's 0..1 scale)
+        flagged = _all_finite(det) and _is_flagged(det, rescan)
         job.rescan = {**_detection_summary(det), "still_suspected": flagged}
         if flagged:
             job.reasons.append(f"the repaired model is still flagged by {det.method} (score "

@@ -93,8 +93,7 @@ def digits_split():
 
 def test_default_pivotal_tuning_removes_a_real_backdoor(digits_split):
     """Digits BadNets (ASR ~1): the default repair must lower the real trigger's ASR a lot
-    within the accuracy budget. The budget here is 5 points, not the gate's 2: the held-out part
-    has 99 images, so one image is a point and 2 points are within noise of the pivot."""
+    within the gate's 2-point accuracy budget."""
     from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
 
     net, attack = digits_model("badnets")
@@ -108,9 +107,8 @@ def test_default_pivotal_tuning_removes_a_real_backdoor(digits_split):
     before = asr(pivot)
     assert before >= 0.9
     res = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
-                         PivotalConfig(steps=150, eval_every=25, seed=0,
-                                                       max_cda_drop=0.05))
-    assert res.moved and res.cda_drop <= 0.05
+                         PivotalConfig(steps=150, eval_every=25, seed=0))
+    assert res.moved and res.cda_drop <= 0.02
     assert asr(res.model) <= 0.3, res.trajectory
     assert any(k in res.trajectory[-1].losses for k in ("unlearn", "distill"))
 

@@ -161,9 +161,13 @@ def sgd_cosine(params, lr: float, steps: int, momentum: float = 0.9, weight_deca
     """SGD (Nesterov when momentum > 0) with a cosine schedule to 0 over ``steps``."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           nesterov=nesterov and momentum > 0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
+    return opt, _cosine(opt, steps)
+
+
+def _cosine(opt: torch.optim.Optimizer, steps: int):
+    """Cosine decay of ``opt``'s learning rate to 0 over ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
-    return opt, sched
 
 
 def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9, 0.999),
@@ -175,9 +179,7 @@ def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9
     moves every layer by a comparable relative amount.
     """
     opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
-    return opt, sched
+    return opt, _cosine(opt, steps)
 
 
 def ce_step(model: nn.Module) -> StepFn:

@@ -125,7 +125,7 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
         with torch.no_grad():
             k = pivot(x_tune[:1].to(device)).shape[1]
         triggers = OnlineTriggers(k, tuple(x_tune.shape[1:]),
-                                  UnlearnConfig(weight=cfg.unlearn, frac=cfg.unlearn_frac,
+                                  UnlearnConfig(frac=cfg.unlearn_frac,
                                                 mask_cost=cfg.unlearn_mask_cost,
                                                 target_fooled=cfg.unlearn_target), g, device)
 

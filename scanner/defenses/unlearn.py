@@ -25,7 +25,6 @@ from scanner.ops.triggers import apply_mask_pattern, tanh_to_unit
 
 @dataclass
 class UnlearnConfig:
-    weight: float = 1.0  # weight of the unlearning cross-entropy beside the clean one
     frac: float = 0.5  # share of each batch that carries a trigger
     trigger_lr: float = 0.1
     mask_cost: float = 1e-2  # initial L1 price per mask pixel; adapted to hold ``target_fooled``
