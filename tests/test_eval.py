@@ -397,3 +397,26 @@ def test_recipe_builder_reuses_a_cached_model_under_another_name(tmp_path, data)
     b = RecipeBuilder(tmp_path, data)
     assert b.find_cached(recipe) == d / "zoo_name.onnx"
     assert b.find_cached(make_recipe(ZooSpec(), "badnets", 1000, 101)) is None
+
+
+def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
+    """Two benchmark runs over halves of a zoo append to one file; --summarize reads it whole.
+
+    Hand check: backdoored scores {0.9, 0.4}, clean {0.5, 0.1}: of 4 (pos, neg) pairs, 3 are
+    ordered right (0.9>0.5, 0.9>0.1, 0.4>0.1), so AUC = 0.75. A rerun row replaces the older one.
+    """
+    from scanner.eval.bench_detect import main as bench_main
+
+    def row(name, bd, score):
+        return {"model": name, "backdoored": bd, "target": 1 if bd else None, "arch": "a",
+                "cda": 0.7, "asr_before": 0.9 if bd else 0.05, "ratio_score": score,
+                "ratio_top": 1, "ratio_s": 3.0}
+
+    rows = [row("b1", True, 0.2), row("b2", True, 0.4), row("c1", False, 0.5),
+            row("c2", False, 0.1), row("b1", True, 0.9)]  # b1 rerun: 0.9 replaces 0.2
+    f = tmp_path / "rows.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert bench_main(["--summarize", str(f), "--methods", "ratio"]) == 0
+    out = capsys.readouterr().out
+    assert "ROC AUC ratio: 0.750" in out
+    assert sum(line.startswith(("b1", "b2", "c1", "c2")) for line in out.splitlines()) == 4

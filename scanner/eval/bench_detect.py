@@ -36,6 +36,34 @@ def _trusted_and_eval(n_trusted: int, seed: int = 0):
             torch.from_numpy(y[ev]))
 
 
+def _print_table(rows: list[dict], methods: list[str]) -> None:
+    """Per-model scores, wall times and repair ASR, then one ROC AUC per score."""
+    from scanner.ops.metrics import roc_auc
+
+    methods = [m for m in methods if all(m + "_score" in r for r in rows)]
+    hdr = f"{'model':<28} {'bd':>2} {'tgt':>3} {'CDA':>5} {'ASR0':>5}"
+    for m in methods:
+        hdr += f" {m + '_score':>10} {m + '_top':>7} {m + '_s':>6}"
+    if "nc" in methods:
+        hdr += f" {'mask_score':>10}"
+    hdr += f" {'ASR_rep':>7}"
+    print(hdr)
+    for r in rows:
+        line = (f"{r['model']:<28} {int(r['backdoored']):>2} "
+                f"{r['target'] if r['backdoored'] else '-':>3} {r['cda']:>5.3f} "
+                f"{r['asr_before']:>5.3f}")
+        for m in methods:
+            line += f" {r[m + '_score']:>10.3f} {r[m + '_top']:>7} {r[m + '_s']:>6.0f}"
+        if "nc" in methods:
+            line += f" {r['mask_score']:>10.3f}"
+        line += f" {r.get('asr_after', float('nan')):>7.3f}"
+        print(line)
+    labels = [int(r["backdoored"]) for r in rows]
+    if 0 < sum(labels) < len(labels):
+        for m in methods + (["mask"] if "nc" in methods else []):
+            print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -54,7 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="write per-model JSON lines here")
+    ap.add_argument("--summarize", default=None, metavar="JSONL",
+                    help="scan nothing: print the table and ROC AUCs of rows written by --out "
+                         "(e.g. several runs over parts of a zoo appending to one file)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for line in Path(args.summarize).read_text().splitlines()
+                if line.strip()]
+        rows = list({r["model"]: r for r in rows}.values())  # a rerun's row replaces the older one
+        _print_table(sorted(rows, key=lambda r: r["model"]), args.methods.split(","))
+        return 0
     torch.set_num_threads(args.threads)
     paths = sorted({p for pat in args.models for p in glob.glob(pat)})
     if not paths:
@@ -94,22 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
-    hdr = f"{'model':<28} {'bd':>2} {'tgt':>3} {'CDA':>5} {'ASR0':>5}"
-    for m in args.methods.split(","):
-        hdr += f" {m + '_score':>10} {m + '_top':>7} {m + '_s':>6}"
-    hdr += f" {'ASR_rep':>7}"
-    print(hdr)
-    for r in rows:
-        line = f"{r['model']:<28} {int(r['backdoored']):>2} {r['target'] if r['target'] is not None else '-':>3} {r['cda']:>5.3f} {r['asr_before']:>5.3f}"
-        for m in args.methods.split(","):
-            line += f" {r[m + '_score']:>10.3f} {r[m + '_top']:>7} {r[m + '_s']:>6.0f}"
-        line += f" {r.get('asr_after', float('nan')):>7.3f}"
-        print(line)
-    labels = [int(r["backdoored"]) for r in rows]
-    if 0 < sum(labels) < len(labels):
-        methods = args.methods.split(",") + (["mask"] if "nc" in args.methods else [])
-        for m in methods:
-            print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
+    _print_table(rows, args.methods.split(","))
     return 0
 
 

@@ -149,7 +149,7 @@ def detectability_cmd(
     m: Optional[str] = MOpt,
     rate: float = RateOpt,
     repeats: int = typer.Option(5, "--repeats", help="Models of each kind: N clean models, and N poisoned models per (attack, m), each with its own seed."),
-    detectors: str = typer.Option("mask,nc,cti", "--detectors", help="Comma-separated detectors as in `scan --method`: mask, nc, cti."),
+    detectors: str = typer.Option("mask,nc,cti", "--detectors", help="Comma-separated detectors as in `scan --method`: mask, nc, cti, ratio."),
     r: float = typer.Option(500, "--r", help="Trusted images given to the detector: a whole number, or a fraction of --train-size."),
     budget: str = typer.Option("fast", "--budget", help="Detector compute budget: fast|standard|thorough (as `scan --budget`)."),
     seed_base: int = typer.Option(0, "--seed-base", help="Poisoned model i uses seed BASE+i, clean model i seed BASE+10000+i."),

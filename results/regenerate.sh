@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Regenerates the measured figures quoted in RESULTS.md on CIFAR-10 (../shared/data/cifar10 or
+# SCAN_CIFAR10_DIR). CPU-sized models and budgets; about 2 hours on 2 cores, most of it model
+# training (models are cached in .cache/zoo by recipe hash, and every game row is resumable:
+# re-running skips what the results files already hold).
+#
+#   bash results/regenerate.sh            # everything
+#   bash results/regenerate.sh zoo        # one part: zoo | detect | robustness | detectability | tables
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+OUT=results/eval
+mkdir -p "$OUT"
+part="${1:-all}"
+run() { [ "$part" = all ] || [ "$part" = "$1" ]; }
+
+if run zoo; then  # 12 models: ResNet-8 and VGG-small, clean and BadNets (5 %), three seeds each
+    python -m fixtures.recipes zoo --threads 2
+fi
+if run detect; then  # issue 4's benchmark: NC, mask, CTI and ratio on the zoo, 500 trusted test images
+    python -m scanner.eval.bench_detect --models '.cache/zoo/*/*.onnx' --methods nc,cti,ratio \
+        --threads 2 --out "$OUT/zoo_detect.jsonl" | tee "$OUT/zoo_detect.txt"
+fi
+if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
+    scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
+        --train-size 20000 --epochs 10 --r 0.01,0.025,0.05 --threads 2 --out "$OUT/robustness.jsonl"
+fi
+if run detectability; then  # Alg. 2: 3 clean + 3 BadNets models per m, ResNet-8 on 5 000 images
+    scan eval detectability --attacks badnets --m 50,250 --repeats 3 --arch resnet8 \
+        --train-size 5000 --epochs 10 --r 500 --budget fast --detectors nc,mask,cti,ratio \
+        --threads 2 --out "$OUT/detectability.jsonl"
+fi
+if run tables; then
+    cat "$OUT/robustness.jsonl" "$OUT/detectability.jsonl" > "$OUT/games.jsonl"
+    scan eval tables --results "$OUT/games.jsonl" --markdown > "$OUT/tables.md"
+    scan eval plots --results "$OUT/games.jsonl" --out-dir "$OUT/plots"
+fi
