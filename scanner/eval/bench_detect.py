@@ -121,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                 row["mask_score"] = max(det.extra["index_log_mad"])
                 row["l1"] = [round(s.trigger_l1, 2) for s in det.per_class]
             row[f"{method}_s"] = time.perf_counter() - t
-            if rep is not None:
-                row["asr_after"] = attack_success_rate(predict(rep.model, attack.apply(xe)), ye,
-                                                       rec["target"])
-                row["cda_drop_heldout"] = rep.cda_drop
+            if "log_ratio" in det.extra:
+                row["log_ratio"] = [round(v, 3) for v in det.extra["log_ratio"]]
+            if rep is not None:  # cti and ratio each run their own repair: keep each one's
+                asr = attack_success_rate(predict(rep.model, attack.apply(xe)), ye, rec["target"])
+                row[f"{method}_asr_after"] = asr
+                row["asr_after"] = asr
+                row[f"{method}_cda_drop_heldout"] = rep.cda_drop
                 row["repair_moved"] = rep.moved
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
