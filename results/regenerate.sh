@@ -19,19 +19,25 @@ if run zoo; then  # 12 models: ResNet-8 and VGG-small, clean and BadNets (5 %), 
 fi
 if run detect; then  # issue 4's benchmark: NC, mask, CTI and ratio on the zoo, 500 trusted test images
     python -m scanner.eval.bench_detect --models '.cache/zoo/*/*.onnx' --methods nc,cti,ratio \
-        --threads 2 --out "$OUT/zoo_detect.jsonl" | tee "$OUT/zoo_detect.txt"
+        --threads 2 --out "$OUT/zoo_detect.jsonl"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
         --train-size 20000 --epochs 10 --r 0.01,0.025,0.05 --threads 2 --out "$OUT/robustness.jsonl"
+    scan eval robustness --attacks adaptive_blend --m 1000 --target 1 --seeds 100 --arch resnet8 \
+        --train-size 20000 --epochs 10 --r 0.025 --threads 2 --out "$OUT/robustness.jsonl"
 fi
 if run detectability; then  # Alg. 2: 3 clean + 3 BadNets models per m, ResNet-8 on 5 000 images
-    scan eval detectability --attacks badnets --m 50,250 --repeats 3 --arch resnet8 \
+    scan eval detectability --attacks badnets --m 50,250,1000 --repeats 3 --arch resnet8 \
         --train-size 5000 --epochs 10 --r 500 --budget fast --detectors nc,mask,cti,ratio \
         --threads 2 --out "$OUT/detectability.jsonl"
 fi
 if run tables; then
     cat "$OUT/robustness.jsonl" "$OUT/detectability.jsonl" > "$OUT/games.jsonl"
     scan eval tables --results "$OUT/games.jsonl" --markdown > "$OUT/tables.md"
+    scan eval tables --results "$OUT/robustness.jsonl" --table 3 --metric deployed_asr --markdown \
+        >> "$OUT/tables.md"
+    python -m scanner.eval.bench_detect --summarize "$OUT/zoo_detect.jsonl" --methods nc,cti,ratio \
+        > "$OUT/zoo_detect.txt"
     scan eval plots --results "$OUT/games.jsonl" --out-dir "$OUT/plots"
 fi
