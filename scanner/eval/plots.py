@@ -116,9 +116,9 @@ def detectability_plots(rows: list[dict], out_dir: str | Path, *, dpi: int = 120
                for m in ms]
         a_mean = np.array([a[0] for a in asr])
         a_std = np.array([a[1] for a in asr])
-        ax.plot(ms, a_mean, "-o", color="green", lw=2, label="ASR")
+        ax.plot(ms, a_mean, "-o", color="black", lw=2, label="ASR")
         ax.fill_between(ms, np.clip(a_mean - a_std, 0, 1), np.clip(a_mean + a_std, 0, 1),
-                        color="green", alpha=0.15)
+                        color="black", alpha=0.15)
         for i, d in enumerate(sorted({r["detector"] for r in group})):
             pts = []
             for m in ms:
