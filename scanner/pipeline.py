@@ -101,6 +101,7 @@ class ScanSettings:
     mask_threshold: float = 3.5
     ratio_threshold: float = 3.5
     max_cda_drop: float = 0.02
+    repair_params: dict = field(default_factory=dict)  # the policy's [repair.params]
 
 
 @dataclass
@@ -225,6 +226,7 @@ def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, 
     settings.mask_threshold = policy.gate.mask_threshold
     settings.ratio_threshold = policy.gate.ratio_threshold
     settings.max_cda_drop = policy.repair.max_cda_drop
+    settings.repair_params = dict(policy.repair_params)
     settings.policy_source = policy.source
     budget = policy.budget_for(device.type, settings.budget_level, **(budget_overrides or {}))
     settings.budget = budget.to_dict()
@@ -358,15 +360,16 @@ class RepairJobResult:
 
 
 def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, device, progress):
-    """Call a repair method by name with the budget's steps and the policy's Delta."""
-    from scanner.defenses.registry import get_defense
+    """Call a repair method by name with the budget's steps, the policy's Delta and its
+    ``[repair.params]`` (which win over the budget: they were chosen for this defense)."""
+    from scanner.defenses.registry import get_defense, make_config
 
     cfg_cls, fn = get_defense(name)
     known = {f for f in getattr(cfg_cls, "__dataclass_fields__", {})}
     kw = {"steps": budget.repair_steps, "batch_size": budget.repair_batch,
           "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
     kw = {k: v for k, v in kw.items() if k in known}
-    cfg = cfg_cls.for_device(device, **kw) if hasattr(cfg_cls, "for_device") else cfg_cls(**kw)
+    cfg = make_config(name, device, **{**kw, **settings.repair_params})
     return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
               progress=_phase(progress, f"repair ({name})"))
 

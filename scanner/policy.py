@@ -106,6 +106,8 @@ class Waiver:
 class Policy:
     gate: GatePolicy = field(default_factory=GatePolicy)
     repair: RepairPolicy = field(default_factory=RepairPolicy)
+    # [repair.params]: knobs of the chosen defense's config (e.g. written by `scan eval search`)
+    repair_params: dict = field(default_factory=dict)
     # (device, level) -> overridden Budget fields
     budget: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     waivers: list[Waiver] = field(default_factory=list)
@@ -214,14 +216,39 @@ def _waivers(data, src: str) -> list[Waiver]:
     return out
 
 
+def _repair_params(data, defense: str, src: str) -> dict:
+    """Validate ``[repair.params]`` against the chosen defense's config, so a typo fails at load."""
+    from scanner.defenses.registry import make_config
+
+    if not isinstance(data, dict):
+        raise InputError(f"{src}: [repair.params] must be a table")
+    for k, v in data.items():
+        if not isinstance(v, (bool, int, float, str)):
+            raise InputError(f"{src}: repair.params.{k} must be a number, boolean or string, "
+                             f"got {v!r}")
+    try:
+        make_config(defense, "cpu", **data)
+    except InputError as e:
+        raise InputError(f"{src}: [repair.params] for defense {defense!r}: {e.message}",
+                         hint=e.hint) from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{src}: [repair.params] for defense {defense!r}: {e}") from None
+    return dict(data)
+
+
 def policy_from_dict(data: dict, src: str = "config") -> Policy:
     sections = {"gate": GatePolicy, "repair": RepairPolicy}
     unknown = [k for k in data if k not in (*sections, "budget", "waivers")]
     if unknown:
         raise InputError(f"{src}: unknown section(s) {', '.join(unknown)}",
                          hint="known: gate, repair, budget, waivers")
-    return Policy(**{name: _section(cls, data.get(name, {}), name, src)
-                     for name, cls in sections.items()},
+    repair = data.get("repair", {})
+    params = repair.get("params", {}) if isinstance(repair, dict) else {}
+    if isinstance(repair, dict):
+        repair = {k: v for k, v in repair.items() if k != "params"}
+    parsed = {name: _section(cls, repair if name == "repair" else data.get(name, {}), name, src)
+              for name, cls in sections.items()}
+    return Policy(**parsed, repair_params=_repair_params(params, parsed["repair"].defense, src),
                   budget=_budgets(data.get("budget", {}), src),
                   waivers=_waivers(data.get("waivers", []), src), source=src)
 
@@ -290,6 +317,10 @@ def render_policy_template() -> str:
             lines += _wrap(f.metadata["doc"])
             lines.append(f"{f.name} = {_toml_value(f.default)}")
         lines.append("")
+    lines += _wrap("Knobs of the repair defense's config for `scan repair` (names as in the "
+                   "defense's config; an unknown name is an error). `scan eval search` writes "
+                   "this table. They override the budget's steps and batch size.")
+    lines += ["# [repair.params]", "# unlearn = 0.3", ""]
     lines += _wrap("Compute budgets: [budget.<cpu|cuda>.<fast|standard|thorough>] overrides any of "
                    + ", ".join(f.name for f in fields(Budget)) + ". Built-in values:")
     for dev in DEVICES:

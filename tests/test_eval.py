@@ -341,7 +341,8 @@ def test_search_writes_a_policy_scan_accepts(tmp_path, data, builder):
     pol = load_policy(out)
     assert pol.repair.defense == "weight_decay" and pol.repair.max_cda_drop == 0.02
     text = out.read_text()
-    assert f"# lr = {res.best['params']['lr']!r}" in text and "<- chosen" in text
+    assert f"\nlr = {res.best['params']['lr']!r}\n" in text and "<- chosen" in text
+    assert pol.repair_params["lr"] == res.best["params"]["lr"]  # scan repair --config uses it
     with pytest.raises(InputError):
         write_policy(res, out)  # no silent overwrite
     with pytest.raises(InputError):

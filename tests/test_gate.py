@@ -200,3 +200,44 @@ def test_step_summary_is_appended(tmp_path, fake_detect, capsys, monkeypatch):
     assert main([str(model), "--trusted", str(tmp_path), "--quiet"]) == 1
     text = summary.read_text()
     assert text.startswith("# earlier step\n") and "backdoor" in text.lower()
+
+
+def test_repair_params_are_checked_against_the_defense_and_reach_its_config(monkeypatch):
+    """[repair.params] (what `scan eval search` writes) is validated at load and used by repair."""
+    pol = policy_from_dict({"repair": {"defense": "pivotal", "params": {"unlearn": 1.0,
+                                                                       "steps": 7}}})
+    assert pol.repair_params == {"unlearn": 1.0, "steps": 7}
+    with pytest.raises(InputError, match="unlearnn"):
+        policy_from_dict({"repair": {"params": {"unlearnn": 1.0}}})  # a typo fails at load
+    with pytest.raises(InputError, match="repair.params.unlearn"):
+        policy_from_dict({"repair": {"params": {"unlearn": [1.0]}}})
+    with pytest.raises(InputError, match="prune_rate"):  # a knob of another defense
+        policy_from_dict({"repair": {"defense": "pivotal", "params": {"prune_rate": 0.5}}})
+
+    seen = {}
+    from scanner.defenses import registry
+
+    real = registry.get_defense
+
+    def spy(name):
+        d = real(name)
+
+        def run(model, *a, **kw):
+            seen["cfg"] = a[4]
+            raise RuntimeError("stop after the config is built")
+        return d._replace(run=run)
+
+    monkeypatch.setattr(registry, "get_defense", spy)
+    settings = pipeline.ScanSettings(seed=3, repair_params=dict(pol.repair_params))
+    from scanner.budget import default_budget
+
+    budget = default_budget("cpu", "fast")
+    with pytest.raises(RuntimeError, match="stop after"):
+        pipeline._run_defense("pivotal", None, _Split(), _Split(), budget, settings, "cpu", None)
+    cfg = seen["cfg"]
+    assert cfg.unlearn == 1.0 and cfg.steps == 7  # the policy's knobs beat the budget's 150 steps
+    assert cfg.batch_size == budget.repair_batch and cfg.seed == 3
+
+
+class _Split:
+    x = y = None

@@ -12,9 +12,9 @@ measures (clean accuracy and the canary's ASR at every checkpoint), and of the r
 (implant and repair train on it) and a held-out part (the defense's own Δ rule, as in
 ``scan repair``).
 
-The result is written as a policy TOML for ``scan``. The strict policy schema knows only
-``[repair] defense`` and ``max_cda_drop``; the chosen knobs are written as comments (and as a
-commented-out ``[repair.params]`` table, ready for when the schema accepts it).
+The result is written as a policy TOML for ``scan``: ``[repair] defense`` and ``max_cda_drop``,
+and the chosen knobs as ``[repair.params]``, which ``scan repair --config`` passes to the
+defense (the policy loader checks every name against the defense's config).
 """
 
 from __future__ import annotations
@@ -212,12 +212,11 @@ def render_policy(result: SearchResult, *, model: str = "", trusted: str = "",
     if result.base_overrides:
         lines.append("# fixed for every grid point: " + _fmt_params(result.base_overrides))
     knobs = {**result.base_overrides, **b["params"]}
-    lines += ["#", "# Chosen knobs. `scan` cannot read them yet (the policy schema has no per-defense",
-              "# parameters); uncomment once it accepts [repair.params]:",
-              "# [repair.params]"]
-    lines += [f"# {k} = {_toml_scalar(v)}" for k, v in knobs.items() if v is not None]
     lines += ["", "[repair]", f'defense = "{result.defense}"',
-              f"max_cda_drop = {float(result.delta)!r}", ""]
+              f"max_cda_drop = {float(result.delta)!r}", "",
+              "# the chosen knobs; `scan repair --config THIS_FILE` uses them", "[repair.params]"]
+    lines += [f"{k} = {_toml_scalar(v)}" for k, v in knobs.items() if v is not None]
+    lines.append("")
     return "\n".join(lines)
 
 
