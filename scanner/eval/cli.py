@@ -203,7 +203,7 @@ def detectability_cmd(
 def search_cmd(
     trusted: Path = typer.Option(..., "--trusted", help="Trusted data: folder of class folders, CSV path,label, or npz x,y (as for `scan`)."),
     model: Path = typer.Option(..., "--model", help="The model whose defense knobs are tuned (ONNX, or safetensors with --arch)."),
-    out: Path = typer.Option(Path("rules/searched.toml"), "--out", help="Policy TOML to write ([repair] defense and max_cda_drop; the chosen knobs as comments)."),
+    out: Path = typer.Option(Path("rules/searched.toml"), "--out", help="Policy TOML to write ([repair] defense and max_cda_drop; the chosen knobs as [repair.params], which `scan repair --config` uses)."),
     defense: str = typer.Option("pivotal", "--defense", help="Defense to tune: pivotal, fine_pruning, nad, weight_decay, nc_repair."),
     grid: list[str] = typer.Option([], "--grid", help="A knob and its values NAME=V1,V2 (repeatable), e.g. --grid lr=1e-3,1e-2 --grid lambda_p=2000,20000. Default: a small lr x knob grid per defense."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Repair steps per grid point (default: the defense's)."),
