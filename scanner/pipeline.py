@@ -362,14 +362,14 @@ class RepairJobResult:
 def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, device, progress):
     """Call a repair method by name with the budget's steps, the policy's Delta and its
     ``[repair.params]`` (which win over the budget: they were chosen for this defense)."""
-    from scanner.defenses.registry import get_defense, make_config
+    from scanner.defenses.registry import config_for, get_defense
 
     cfg_cls, fn = get_defense(name)
     known = {f for f in getattr(cfg_cls, "__dataclass_fields__", {})}
     kw = {"steps": budget.repair_steps, "batch_size": budget.repair_batch,
           "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
     kw = {k: v for k, v in kw.items() if k in known}
-    cfg = make_config(name, device, **{**kw, **settings.repair_params})
+    cfg = config_for(cfg_cls, name, device, **{**kw, **settings.repair_params})
     return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
               progress=_phase(progress, f"repair ({name})"))
 

@@ -71,7 +71,11 @@ def make_config(name: str, device: torch.device | str | None = None, **overrides
 
     ``None`` values are ignored; unknown keys raise :class:`InputError`.
     """
-    cls = get_defense(name).config
+    return config_for(get_defense(name).config, name, device, **overrides)
+
+
+def config_for(cls, name: str, device: torch.device | str | None = None, **overrides: Any):
+    """``cls.for_device`` with ``overrides``, refusing names the config does not have."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
