@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the measured figures quoted in RESULTS.md on CIFAR-10 (../shared/data/cifar10 or
-# SCAN_CIFAR10_DIR). CPU-sized models and budgets; about 2 hours on 2 cores, most of it model
+# SCAN_CIFAR10_DIR). CPU-sized models and budgets; about 3 hours on 2 cores (estimated), most of it model
 # training (models are cached in .cache/zoo by recipe hash, and every game row is resumable:
 # re-running skips what the results files already hold).
 #
