@@ -33,11 +33,13 @@ if run detectability; then  # Alg. 2: 3 clean + 3 BadNets models per m, ResNet-8
         --threads 2 --out "$OUT/detectability.jsonl"
 fi
 if run tables; then
-    cat "$OUT/robustness.jsonl" "$OUT/detectability.jsonl" > "$OUT/games.jsonl"
-    scan eval tables --results "$OUT/games.jsonl" --markdown > "$OUT/tables.md"
+    games="$(mktemp --suffix=.jsonl)"  # both games in one file, for Table 2's clean rows
+    trap 'rm -f "$games"' EXIT
+    cat "$OUT/robustness.jsonl" "$OUT/detectability.jsonl" > "$games"
+    scan eval tables --results "$games" --markdown > "$OUT/tables.md"
     scan eval tables --results "$OUT/robustness.jsonl" --table 3 --metric deployed_asr --markdown \
         >> "$OUT/tables.md"
     python -m scanner.eval.bench_detect --summarize "$OUT/zoo_detect.jsonl" --methods nc,cti,ratio \
         > "$OUT/zoo_detect.txt"
-    scan eval plots --results "$OUT/games.jsonl" --out-dir "$OUT/plots"
+    scan eval plots --results "$games" --out-dir "$OUT/plots"
 fi

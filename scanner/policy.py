@@ -218,10 +218,11 @@ def _waivers(data, src: str) -> list[Waiver]:
 
 def _repair_params(data, defense: str, src: str) -> dict:
     """Validate ``[repair.params]`` against the chosen defense's config, so a typo fails at load."""
-    from scanner.defenses.registry import make_config
+    from scanner.defenses.registry import check_tunable, make_config
 
     if not isinstance(data, dict):
         raise InputError(f"{src}: [repair.params] must be a table")
+    check_tunable(data, f"{src}: [repair.params]")
     for k, v in data.items():
         if not isinstance(v, (bool, int, float, str)):
             raise InputError(f"{src}: repair.params.{k} must be a number, boolean or string, "

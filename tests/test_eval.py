@@ -348,6 +348,9 @@ def test_search_writes_a_policy_scan_accepts(tmp_path, data, builder):
     with pytest.raises(InputError):
         self_poison_search(built.model, TrustedData(data.x_test, data.y_test), K, "weight_decay",
                            {"bogus_knob": [1]})
+    with pytest.raises(InputError, match="max_cda_drop"):  # Delta is --max-cda-drop, not a knob
+        self_poison_search(built.model, TrustedData(data.x_test, data.y_test), K, "weight_decay",
+                           {"max_cda_drop": [0.5]})
     with pytest.raises(InputError):
         parse_grid(["lr"])
 

@@ -213,6 +213,9 @@ def test_repair_params_are_checked_against_the_defense_and_reach_its_config(monk
         policy_from_dict({"repair": {"params": {"unlearn": [1.0]}}})
     with pytest.raises(InputError, match="prune_rate"):  # a knob of another defense
         policy_from_dict({"repair": {"defense": "pivotal", "params": {"prune_rate": 0.5}}})
+    for key in ("max_cda_drop", "seed"):  # they have their own keys/flags: no quiet override
+        with pytest.raises(InputError, match=key):
+            policy_from_dict({"repair": {"params": {key: 0.5}}})
 
     seen = {}
     from scanner.defenses import registry

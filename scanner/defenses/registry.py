@@ -74,6 +74,19 @@ def make_config(name: str, device: torch.device | str | None = None, **overrides
     return config_for(get_defense(name).config, name, device, **overrides)
 
 
+# Set by their own flag or policy key (--seed, [repair] max_cda_drop, --max-cda-drop): a tuned
+# knob table may not override them, or a policy could quietly loosen the accuracy budget.
+NOT_TUNABLE = ("seed", "max_cda_drop")
+
+
+def check_tunable(names, where: str) -> None:
+    """Refuse knob tables (search grids, ``[repair.params]``) that name a non-tunable setting."""
+    bad = sorted(set(names) & set(NOT_TUNABLE))
+    if bad:
+        raise InputError(f"{where}: {', '.join(bad)} cannot be set here",
+                         hint="use --seed, and [repair] max_cda_drop or --max-cda-drop")
+
+
 def config_for(cls, name: str, device: torch.device | str | None = None, **overrides: Any):
     """``cls.for_device`` with ``overrides``, refusing names the config does not have."""
     known = {f.name for f in dataclasses.fields(cls)}

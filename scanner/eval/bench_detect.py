@@ -38,29 +38,28 @@ def _trusted_and_eval(n_trusted: int, seed: int = 0):
 
 def _print_table(rows: list[dict], methods: list[str]) -> None:
     """Per-model scores, wall times and repair ASR, then one ROC AUC per score."""
+    from scanner.eval.tables import format_table
     from scanner.ops.metrics import roc_auc
 
     methods = [m for m in methods if all(m + "_score" in r for r in rows)]
-    hdr = f"{'model':<28} {'bd':>2} {'tgt':>3} {'CDA':>5} {'ASR0':>5}"
-    for m in methods:
-        hdr += f" {m + '_score':>10} {m + '_top':>7} {m + '_s':>6}"
-    if "nc" in methods:
-        hdr += f" {'mask_score':>10}"
-    hdr += f" {'ASR_rep':>7}"
-    print(hdr)
+    scores = methods + (["mask"] if "nc" in methods else [])  # nc's inversion also gives mask
+    headers = ["model", "bd", "tgt", "CDA", "ASR0"]
+    headers += [f"{m}_{c}" for m in methods for c in ("score", "top", "s")]
+    headers += (["mask_score"] if "nc" in methods else []) + ["ASR_rep"]
+    table = []
     for r in rows:
-        line = (f"{r['model']:<28} {int(r['backdoored']):>2} "
-                f"{r['target'] if r['backdoored'] else '-':>3} {r['cda']:>5.3f} "
-                f"{r['asr_before']:>5.3f}")
+        cells = [r["model"], int(r["backdoored"]), r["target"] if r["backdoored"] else "-",
+                 f"{r['cda']:.3f}", f"{r['asr_before']:.3f}"]
         for m in methods:
-            line += f" {r[m + '_score']:>10.3f} {r[m + '_top']:>7} {r[m + '_s']:>6.0f}"
+            cells += [f"{r[m + '_score']:.3f}", r[m + "_top"], f"{r[m + '_s']:.0f}"]
         if "nc" in methods:
-            line += f" {r['mask_score']:>10.3f}"
-        line += f" {r.get('asr_after', float('nan')):>7.3f}"
-        print(line)
+            cells.append(f"{r['mask_score']:.3f}")
+        cells.append(f"{r.get('asr_after', float('nan')):.3f}")
+        table.append(cells)
+    print(format_table(headers, table))
     labels = [int(r["backdoored"]) for r in rows]
     if 0 < sum(labels) < len(labels):
-        for m in methods + (["mask"] if "nc" in methods else []):
+        for m in scores:
             print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
 
 

@@ -107,7 +107,7 @@ def self_poison_search(model, trusted, num_classes: int, defense: str = "pivotal
 
     ``canary_config`` overrides the implant (default: the gate's canary settings).
     """
-    from scanner.defenses.registry import get_defense, make_config
+    from scanner.defenses.registry import check_tunable, get_defense, make_config
     from scanner.detectors.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
 
     t0 = time.perf_counter()
@@ -116,6 +116,7 @@ def self_poison_search(model, trusted, num_classes: int, defense: str = "pivotal
     base = dict(base_overrides or {})
     points = grid_points(grid)
     device = device or next(model.parameters()).device
+    check_tunable([*base, *grid], "search grid")
     for p in points:  # unknown knob names fail now, not after the implant
         make_config(defense, device, **{**base, **p})
 
