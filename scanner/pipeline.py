@@ -95,8 +95,9 @@ class ScanSettings:
     budget: dict = field(default_factory=dict)
     method: str | None = None  # None: the policy's gate.method
     canary: bool = True
+    canary_scope: str = "target"
     policy_source: str = ""
-    cti_threshold: float = 0.5
+    cti_threshold: float = 3.5
     nc_threshold: float = 2.0
     mask_threshold: float = 3.5
     ratio_threshold: float = 3.5
@@ -147,8 +148,14 @@ def _phase(progress, name: str):
 
 
 def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, budget,
-                  device: torch.device, progress=None) -> tuple:
-    """Repair (Pivotal Tuning) then CTI, or Neural Cleanse; returns (detection, repair|None)."""
+                  device: torch.device, progress=None, *, classes: list[int] | None = None,
+                  reference=None) -> tuple:
+    """Repair (Pivotal Tuning) then CTI or ratio, or mask/Neural Cleanse alone.
+
+    Returns (detection, repair|None). ``classes`` + ``reference``: invert only those classes and
+    take the others' values from ``reference`` (a full detection of the same kind).
+    """
+    sub = {"classes": classes, "reference": reference}
     from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
     from scanner.detectors.cti import CTIConfig, cti_detect
     from scanner.detectors.inversion import InversionConfig
@@ -161,7 +168,7 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
         stat = "mad" if settings.method == "nc" else "log_mad"
         return nc_detect(model, tune.x, tune.y, held.x, held.y, num_classes,
                          NCConfig(inv, threshold=_threshold(settings), statistic=stat),
-                         device=device, progress=_phase(progress, "trigger inversion")), None
+                         device=device, progress=_phase(progress, "trigger inversion"), **sub), None
     cfg = PivotalConfig.for_device(device, steps=budget.repair_steps,
                                    batch_size=budget.repair_batch, seed=settings.seed,
                                    max_cda_drop=settings.max_cda_drop)
@@ -170,10 +177,11 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
     if settings.method == "ratio":
         return ratio_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
                             NCConfig(inv, threshold=_threshold(settings), statistic="log_mad"),
-                            device=device, progress=_phase(progress, "trigger inversion x2")), rep
+                            device=device, progress=_phase(progress, "trigger inversion x2"),
+                            **sub), rep
     det = cti_detect(model, rep.model, tune.x, tune.y, held.x, held.y, num_classes,
-                     CTIConfig(inversion=inv), device=device,
-                     progress=_phase(progress, "calibrated trigger inversion"))
+                     CTIConfig(inversion=inv, threshold=_threshold(settings)), device=device,
+                     progress=_phase(progress, "calibrated trigger inversion"), **sub)
     return det, rep
 
 
@@ -220,6 +228,7 @@ def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, 
 
     settings.device = str(device)
     settings.canary = settings.canary and policy.gate.canary
+    settings.canary_scope = policy.gate.canary_scope
     settings.method = settings.method or policy.gate.method
     settings.cti_threshold = policy.gate.cti_threshold
     settings.nc_threshold = policy.gate.nc_threshold
@@ -312,10 +321,14 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
                              CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
                              device=device)
     canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
-              "implanted": implant.ok, "notes": implant.notes}
+              "implanted": implant.ok, "notes": implant.notes, "scope": settings.canary_scope}
     if implant.ok:
+        # scope "target": only the implanted class is inverted on the canary copy; the other
+        # classes keep this scan's values (scanner.detectors.canary explains why that is fair)
+        only = ({"classes": [implant.target], "reference": det}
+                if settings.canary_scope == "target" else {})
         cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,
-                                device, _phase(progress, "canary"))
+                                device, _phase(progress, "canary"), **only)
         # Detected means: flagged, and flagged for the class the canary actually targets.
         hit = _all_finite(cdet) and _is_flagged(cdet, settings) and cdet.top_class == implant.target
         canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class,

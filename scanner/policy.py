@@ -53,8 +53,10 @@ class GatePolicy:
     ratio_threshold: float = _f(3.5, "\"ratio\": flag a class whose log(mask norm after "
                                 "repair / before) lies this many MAD-scaled deviations above the "
                                 "median (the usual modified-z-score outlier rule).", 0.0, 100.0)
-    cti_threshold: float = _f(0.5, "\"cti\": calibrated model score at or above which the gate "
-                              "fails.", -1.0, 1.0)
+    cti_threshold: float = _f(3.5, "\"cti\": flag a class whose calibrated trigger (one the "
+                              "repaired copy resists) has a log mask norm this many MAD-scaled "
+                              "deviations below the median (the modified-z-score outlier rule, "
+                              "as for mask).", 0.0, 100.0)
     min_clean_accuracy: float = _f(0.3, "Below this clean accuracy on the trusted data the scan is "
                                    "inconclusive: the preprocessing (--mean/--std/--value-range/"
                                    "--layout) or the class map is probably wrong.", 0.0, 1.0)
@@ -63,6 +65,11 @@ class GatePolicy:
                         "score triggers.", 0.01, 0.9)
     canary: bool = _f(True, "Run the sensitivity canary before trusting a \"pass\" (a known "
                       "backdoor implanted into a copy must be found by the same scan).")
+    canary_scope: str = _f("target", "What the canary re-scans. \"target\": only the implanted "
+                           "class, its score computed against this scan's values for the other "
+                           "classes (about a tenth of the inversion work on 10 classes); "
+                           "\"all\": every class of the implanted copy, as a fresh scan.",
+                           choices=("target", "all"))
 
 
 @dataclass

@@ -123,3 +123,32 @@ def test_canary_implant_takes(digits):
     # the original model is untouched and does not respond to the patch
     asr0 = attack_success_rate(predict(model, stamp_canary(held.x, patch)), held.y, imp.target)
     assert asr0 < 0.5
+
+
+
+def test_subset_scan_splices_into_the_reference(badnets_digits, digits):
+    """The canary's "target" scope: inverting one class and splicing it into a full scan of the
+    same model reproduces the full scan (per-class seeds and batches do not depend on which
+    classes run together)."""
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+
+    net, _ = badnets_digits
+    _, _, tune, held = digits
+    model = SplitClassifier(net, InputSpec())
+    cfg = NCConfig(InversionConfig(steps=20, batch_size=8), statistic="log_mad")
+    full = nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg)
+    part = nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[3], reference=full)
+    assert part.extra["scanned_classes"] == [3] and part.triggers.classes == [3]
+    assert [s.trigger_l1 for s in part.per_class] == pytest.approx(
+        [s.trigger_l1 for s in full.per_class], rel=1e-4)
+    assert part.model_score == pytest.approx(full.model_score, rel=1e-3)
+    # a different value at the scanned class changes only that class's raw value
+    other = nc_detect(model, tune.x, tune.y, held.x, held.y, 10,
+                      NCConfig(InversionConfig(steps=5, batch_size=8), statistic="log_mad"),
+                      classes=[3], reference=full)
+    l1_o, l1_f = [s.trigger_l1 for s in other.per_class], [s.trigger_l1 for s in full.per_class]
+    assert l1_o[:3] + l1_o[4:] == l1_f[:3] + l1_f[4:] and l1_o[3] != l1_f[3]
+    with pytest.raises(ValueError, match="reference"):
+        nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[3])
+    with pytest.raises(ValueError, match="subset"):
+        nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[10], reference=full)

@@ -186,7 +186,7 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypa
 
     def run(*a, **k):
         det, rep = real(*a, **k)
-        calls.append(1)
+        calls.append(k.get("classes"))
         for s in det.per_class:  # first call: the real model, never flagged;
             s.score = -1.0       # second: the canary, flagged only on a class != its target
         det.model_score = -1.0 if len(calls) == 1 else 99.0
@@ -203,6 +203,7 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypa
                         arch="resnet8", budget_overrides={"invert_steps": 10},
                         settings=pipeline.ScanSettings(budget_level="fast"))
     assert len(calls) == 2 and r.canary["top_class"] == 0
+    assert calls == [None, [5]] and r.canary["scope"] == "target"  # only the implanted class
     assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
 
 

@@ -166,11 +166,12 @@ def test_log_ratio_index_by_hand():
     assert idx[1] == pytest.approx(0.0) and idx[0] == pytest.approx(-0.1 / 0.14826, rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["ratio", "cti"])
 @pytest.mark.parametrize("kind", ["badnets", "clean"])
-def test_ratio_scan_flags_the_backdoor_target_only(kind, digits_split):
-    """End to end through run_detection on real digits models (fast inversion budget; 300 repair
-    steps, because at 150 the clean digits model's repair was still 3 held-out images below the
-    pivot and nothing was kept)."""
+def test_calibrated_scan_flags_the_backdoor_target_only(method, kind, digits_split):
+    """ratio and CTI (default size score), end to end through run_detection on real digits
+    models (fast inversion budget; 300 repair steps, because at 150 the clean digits model's
+    repair was still 3 held-out images below the pivot and nothing was kept)."""
     import dataclasses
 
     from scanner import pipeline
@@ -179,12 +180,19 @@ def test_ratio_scan_flags_the_backdoor_target_only(kind, digits_split):
     net, attack = digits_model(kind)
     tune, held = digits_split
     det, rep = pipeline.run_detection(SplitClassifier(net, InputSpec()), tune, held, 10,
-                                      pipeline.ScanSettings(method="ratio", seed=0),
+                                      pipeline.ScanSettings(method=method, seed=0),
                                       dataclasses.replace(get_budget("cpu", "fast"), repair_steps=300),
                                       torch.device("cpu"))
     assert rep is not None and rep.moved
-    assert det.method == "mask_ratio" and len(det.extra["log_ratio"]) == 10
+    if method == "ratio":
+        assert det.method == "mask_ratio" and len(det.extra["log_ratio"]) == 10
+    else:
+        assert det.extra["score_rule"] == "size" and len(det.extra["gap"]) == 10
     if kind == "badnets":
         assert det.flagged and det.top_class == attack.config.target, det.extra
+        assert det.model_score >= 3.5
+        if method == "cti":  # what CTI found is a trigger the repair removed
+            top = det.per_class[det.top_class]
+            assert top.asr_pivot - top.asr_tuned >= 0.5
     else:
-        assert not det.flagged, det.extra
+        assert not det.flagged and det.model_score < 3.5, det.extra

@@ -5,6 +5,15 @@ known patch backdoor by a short fine-tune on the trusted data, and the same dete
 with the same budget. If the canary is not flagged, a "pass" on the real model means nothing:
 the verdict becomes inconclusive. The canary trigger is the scanner's own (a checkerboard patch
 in the bottom-right corner), unrelated to any attack generator: detectors never see attacks.
+
+What is re-scanned (policy ``gate.canary_scope``). ``"all"`` runs the whole detection again on
+the implanted copy, which doubles a clean model's scan time. ``"target"`` (default) inverts only
+the implanted class on the copy (after the copy's own repair, for the calibrated detectors) and
+scores it against the main scan's values for the other classes. The question the canary answers
+is "would a backdoor into this class, at this budget, on these data, stand out from this model's
+ordinary classes?", and the ordinary classes' values are what the main scan just measured on a
+model that the short implant fine-tune barely changed. Both scopes use the same statistic and
+threshold; RESULTS.md compares their canary scores on the same models.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scanner.detectors.inversion import (InversionConfig, ProgressFn, ce_rows, frozen,
-                                         invert_triggers, trigger_success)
-from scanner.detectors.result import ClassScore, DetectionResult
+from scanner.detectors.inversion import (InversionConfig, ProgressFn, TriggerSet, ce_rows,
+                                         frozen, invert_triggers, trigger_success)
+from scanner.detectors.result import ClassScore, DetectionResult, scan_classes, splice
 from scanner.ops.metrics import anomaly_index
 
 NC_THRESHOLD = 2.0
@@ -44,31 +44,45 @@ def mask_outlier_index(l1: np.ndarray, statistic: str) -> np.ndarray:
     return -anomaly_index(v)
 
 
-def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
-              y_held: Tensor, num_classes: int, cfg: NCConfig, *,
-              device: torch.device | None = None,
-              progress: ProgressFn | None = None) -> DetectionResult:
-    t0 = time.perf_counter()
-    device = device or next(model.parameters()).device
+def nc_invert(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
+              y_held: Tensor, classes: list[int], inversion: InversionConfig, *,
+              device: torch.device, progress: ProgressFn | None = None
+              ) -> tuple[TriggerSet, list[float], list[float]]:
+    """Neural Cleanse's inversion for ``classes``: (triggers, held-out ASR, mask L1) per class."""
     model = model.to(device)
 
     def row_loss(xk: Tensor, c_rows: Tensor, y_rows: Tensor):
         logits = model(xk)
         return ce_rows(logits, c_rows), logits.argmax(-1) == c_rows
 
-    classes = list(range(num_classes))
     with frozen(model):
-        trig = invert_triggers(row_loss, x_tune, y_tune, classes, cfg.inversion, device=device,
+        trig = invert_triggers(row_loss, x_tune, y_tune, classes, inversion, device=device,
                                progress=progress)
         asr = trigger_success(model, trig, x_held, y_held)
-    l1 = np.array(trig.mask_l1())
+    return trig, asr, trig.mask_l1()
+
+
+def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
+              y_held: Tensor, num_classes: int, cfg: NCConfig, *,
+              device: torch.device | None = None,
+              progress: ProgressFn | None = None, classes: list[int] | None = None,
+              reference: DetectionResult | None = None) -> DetectionResult:
+    """Invert every class (or ``classes``, spliced into ``reference``) and score mask norms."""
+    t0 = time.perf_counter()
+    device = device or next(model.parameters()).device
+    classes = scan_classes(num_classes, classes, reference)
+    trig, asr_s, l1_s = nc_invert(model, x_tune, y_tune, x_held, y_held, classes, cfg.inversion,
+                                  device=device, progress=progress)
+    l1 = splice(reference, "trigger_l1", classes, l1_s, num_classes)
+    asr = splice(reference, "asr_pivot", classes, asr_s, num_classes)
     idx = mask_outlier_index(l1, cfg.statistic)
-    per = [ClassScore(c, float(idx[c]), asr[c], None, float(l1[c]), float(idx[c])) for c in classes]
-    flagged = [c for c in classes if idx[c] > cfg.threshold]
+    per = [ClassScore(c, float(idx[c]), float(asr[c]), None, float(l1[c]), float(idx[c]))
+           for c in range(num_classes)]
+    flagged = [c for c in range(num_classes) if idx[c] > cfg.threshold]
     finite = idx[np.isfinite(idx)]
     name = "neural_cleanse" if cfg.statistic == "mad" else "mask_outlier"
     return DetectionResult(name, float(finite.max() if finite.size else 0.0), per,
                            flagged, trig, time.perf_counter() - t0,
-                           extra={"statistic": cfg.statistic,
+                           extra={"statistic": cfg.statistic, "scanned_classes": classes,
                                   "index_mad": mask_outlier_index(l1, "mad").tolist(),
                                   "index_log_mad": mask_outlier_index(l1, "log_mad").tolist()})

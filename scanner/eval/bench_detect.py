@@ -43,6 +43,8 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
 
     methods = [m for m in methods if all(m + "_score" in r for r in rows)]
     scores = methods + (["mask"] if "nc" in methods else [])  # nc's inversion also gives mask
+    if "cti" in methods and all("cti_max_score" in r for r in rows):
+        scores.append("cti_max")  # the paper's max-gap rule, from the same CTI run
     headers = ["model", "bd", "tgt", "CDA", "ASR0"]
     headers += [f"{m}_{c}" for m in methods for c in ("score", "top", "s")]
     headers += (["mask_score"] if "nc" in methods else []) + ["ASR_rep"]
@@ -120,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 row["mask_score"] = max(det.extra["index_log_mad"])
                 row["l1"] = [round(s.trigger_l1, 2) for s in det.per_class]
             row[f"{method}_s"] = time.perf_counter() - t
+            if method == "cti":  # the paper's max_c gap_c rule, from the same run
+                row["cti_max_score"] = max(det.extra["gap"])
+                row["cti_l1"] = [round(s.trigger_l1, 2) for s in det.per_class]
+                row["cti_gap"] = [round(v, 3) for v in det.extra["gap"]]
             if "log_ratio" in det.extra:
                 row["log_ratio"] = [round(v, 3) for v in det.extra["log_ratio"]]
             if rep is not None:  # cti and ratio each run their own repair: keep each one's
