@@ -213,7 +213,7 @@ def detect_cmd(
     arch: Optional[str] = ArchOpt,
     labels: Optional[Path] = LabelsOpt,
     config: Optional[Path] = ConfigOpt,
-    method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) cti (Calibrated Trigger Inversion, experimental) or ratio (mask-norm ratio between the model and its repair, experimental); default from the policy."),
+    method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) cti (Calibrated Trigger Inversion after a repair, experimental) or ratio (mask-norm ratio between the model and its repair, experimental); default from the policy."),
     budget: str = BudgetOpt,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
     seed: int = SeedOpt,

@@ -95,7 +95,7 @@ class ScanSettings:
     budget: dict = field(default_factory=dict)
     method: str | None = None  # None: the policy's gate.method
     canary: bool = True
-    canary_scope: str = "target"
+    canary_scope: str = "all"
     policy_source: str = ""
     cti_threshold: float = 3.5
     nc_threshold: float = 2.0
@@ -324,7 +324,7 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
               "implanted": implant.ok, "notes": implant.notes, "scope": settings.canary_scope}
     if implant.ok:
         # scope "target": only the implanted class is inverted on the canary copy; the other
-        # classes keep this scan's values (scanner.detectors.canary explains why that is fair)
+        # classes keep this scan's values (scanner.detectors.canary says what that costs)
         only = ({"classes": [implant.target], "reference": det}
                 if settings.canary_scope == "target" else {})
         cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,

@@ -42,8 +42,9 @@ class GatePolicy:
     method: str = _f("mask", "Detector. \"mask\": reversed mask+pattern triggers (Neural Cleanse's "
                      "optimisation), outlier test on the log of the mask norms (the default); "
                      "\"nc\": Neural Cleanse as published (linear MAD index > nc_threshold), the "
-                     "baseline; \"cti\": Calibrated Trigger Inversion (experimental: scores clean "
-                     "models high too); \"ratio\": triggers reversed on the model and on its "
+                     "baseline; \"cti\": Calibrated Trigger Inversion after Pivotal Tuning, outlier "
+                     "test on the log mask norms of triggers the repair made the model resist "
+                     "(experimental, slower); \"ratio\": triggers reversed on the model and on its "
                      "Pivotal-Tuning repair, outlier test on the log ratio of their mask norms "
                      "(experimental, slower).", choices=METHODS)
     mask_threshold: float = _f(3.5, "\"mask\": flag a class whose log mask norm lies this many "
@@ -65,11 +66,12 @@ class GatePolicy:
                         "score triggers.", 0.01, 0.9)
     canary: bool = _f(True, "Run the sensitivity canary before trusting a \"pass\" (a known "
                       "backdoor implanted into a copy must be found by the same scan).")
-    canary_scope: str = _f("target", "What the canary re-scans. \"target\": only the implanted "
-                           "class, its score computed against this scan's values for the other "
-                           "classes (about a tenth of the inversion work on 10 classes); "
-                           "\"all\": every class of the implanted copy, as a fresh scan.",
-                           choices=("target", "all"))
+    canary_scope: str = _f("all", "What the canary re-scans. \"all\": every class of the "
+                           "implanted copy, as a fresh scan. \"target\": only the implanted "
+                           "class, scored against this scan's values for the other classes "
+                           "(about a tenth of the canary's inversion work on 10 classes, but it "
+                           "overstated the canary's score in our measurement: RESULTS.md).",
+                           choices=("all", "target"))
 
 
 @dataclass

@@ -179,8 +179,10 @@ def test_non_finite_scores_are_inconclusive(digits_files, monkeypatch):
     assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and "non-finite" in r.reasons[0]
 
 
-def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypatch):
-    """A pass needs the canary found at its own target, not any false alarm."""
+@pytest.mark.parametrize("scope", ["all", "target"])
+def test_canary_flagged_on_the_wrong_class_does_not_count(scope, digits_files, monkeypatch):
+    """A pass needs the canary found at its own target, not any false alarm. Scope "all"
+    re-scans every class of the copy, "target" only the implanted one."""
     real = pipeline.run_detection
     calls = []
 
@@ -201,9 +203,10 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(digits_files, monkeypa
     monkeypatch.setattr(pipeline, "run_detection", run)
     r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
                         arch="resnet8", budget_overrides={"invert_steps": 10},
+                        policy=policy_from_dict({"gate": {"canary_scope": scope}}),
                         settings=pipeline.ScanSettings(budget_level="fast"))
     assert len(calls) == 2 and r.canary["top_class"] == 0
-    assert calls == [None, [5]] and r.canary["scope"] == "target"  # only the implanted class
+    assert calls == [None, [5] if scope == "target" else None] and r.canary["scope"] == scope
     assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
 
 

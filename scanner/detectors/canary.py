@@ -6,14 +6,14 @@ with the same budget. If the canary is not flagged, a "pass" on the real model m
 the verdict becomes inconclusive. The canary trigger is the scanner's own (a checkerboard patch
 in the bottom-right corner), unrelated to any attack generator: detectors never see attacks.
 
-What is re-scanned (policy ``gate.canary_scope``). ``"all"`` runs the whole detection again on
-the implanted copy, which doubles a clean model's scan time. ``"target"`` (default) inverts only
+What is re-scanned (policy ``gate.canary_scope``). ``"all"`` (default) runs the whole detection
+again on the implanted copy, which doubles a clean model's scan time. ``"target"`` inverts only
 the implanted class on the copy (after the copy's own repair, for the calibrated detectors) and
-scores it against the main scan's values for the other classes. The question the canary answers
-is "would a backdoor into this class, at this budget, on these data, stand out from this model's
-ordinary classes?", and the ordinary classes' values are what the main scan just measured on a
-model that the short implant fine-tune barely changed. Both scopes use the same statistic and
-threshold; RESULTS.md compares their canary scores on the same models.
+scores it against the main scan's values for the other classes, on the argument that the short
+implant barely changes the ordinary classes. Measured, it does change them: on the shipped clean
+ResNet-8 the implant cost 8 accuracy points, and the canary's `mask` score was 5.48 with
+"target" against 3.57 with "all" (threshold 3.5). So "target" overstates the scan's sensitivity,
+and it is an opt-in speed trade, not the default (a canary must fail closed).
 """
 
 from __future__ import annotations
