@@ -5,7 +5,7 @@
 # re-running skips what the results files already hold).
 #
 #   bash results/regenerate.sh            # everything
-#   bash results/regenerate.sh zoo        # one part: zoo | detect | robustness | detectability | tables
+#   bash results/regenerate.sh zoo        # one part: zoo | detect | holdout | robustness | detectability | tables
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -20,6 +20,11 @@ fi
 if run detect; then  # issue 4's benchmark: NC, mask, CTI and ratio on the zoo, 500 trusted test images
     python -m scanner.eval.bench_detect --models '.cache/zoo/*/*.onnx' --methods nc,cti,ratio \
         --threads 2 --out "$OUT/zoo_detect.jsonl"
+fi
+if run holdout; then  # RESULTS.md 2b: the held-out zoo (seeds 103-105), NC/mask and CTI's size score
+    python -m fixtures.recipes holdout --threads 2
+    python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods nc,cti \
+        --threads 2 --out "$OUT/holdout_detect.jsonl"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
