@@ -24,12 +24,14 @@ class Budget:
         return asdict(self)
 
 
+# canary_steps is a cap: the implant stops once it has taken (ASR 0.95). 300 was too tight: on
+# the digits test model one of four canary seeds needed 375 steps (ASR 0.74 at step 300).
 _BUDGETS = {
-    ("cpu", "fast"): Budget(150, 64, 100, 24, 10, 300),
-    ("cpu", "standard"): Budget(300, 64, 200, 32, 10, 300),
-    ("cpu", "thorough"): Budget(800, 64, 400, 32, 10, 500),
-    ("cuda", "fast"): Budget(500, 128, 200, 64, 100, 300),
-    ("cuda", "standard"): Budget(2000, 128, 400, 128, 100, 400),
+    ("cpu", "fast"): Budget(150, 64, 100, 24, 10, 500),
+    ("cpu", "standard"): Budget(300, 64, 200, 32, 10, 500),
+    ("cpu", "thorough"): Budget(800, 64, 400, 32, 10, 800),
+    ("cuda", "fast"): Budget(500, 128, 200, 64, 100, 500),
+    ("cuda", "standard"): Budget(2000, 128, 400, 128, 100, 500),
     ("cuda", "thorough"): Budget(4000, 128, 800, 128, 100, 800),
 }
 LEVELS = ("fast", "standard", "thorough")

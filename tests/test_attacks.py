@@ -13,7 +13,15 @@ from scanner.attacks.train import (_Step, attack_success_rate, evaluate, random_
                                    train_model)
 from scanner.errors import InputError
 
-torch.set_num_threads(1)
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread for this file's tiny tensors, restored after it (not for the whole suite)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 N, C, H, W, K = 40, 3, 32, 32, 4
 EXPECTED = {"badnets", "cbadnets", "adaptive_patch", "adaptive_blend", "adv_clean_label",

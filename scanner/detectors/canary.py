@@ -34,7 +34,7 @@ from scanner.ops.metrics import accuracy, attack_success_rate
 class CanaryConfig:
     patch_frac: float = 0.1875  # side of the square patch relative to the image width (6 of 32)
     poison_frac: float = 0.5  # share of each batch stamped and relabelled (mixed batch)
-    steps: int = 300
+    steps: int = 500  # a cap: the implant stops early once it takes (see scanner.budget)
     batch_size: int = 64
     lr: float = 1e-3
     min_asr: float = 0.9  # implant counts only when it actually took
