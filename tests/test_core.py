@@ -77,14 +77,18 @@ def test_neural_cleanse_finds_the_real_target(badnets_digits, digits):
 
 
 def test_pivotal_tuning_contract(badnets_digits, digits):
-    """Pivot untouched, kept state within the accuracy budget, deterministic with a seed."""
+    """Pivot untouched, kept state within the accuracy budget, deterministic with a seed.
+
+    The budget is 5 points: 20 steps cost this digits model 4 held-out images (of 99), and the
+    contract needs a state that moved, or r1 == r2 would only compare two copies of the pivot
+    (that is how a thread-order nondeterminism in trigger unlearning went unseen)."""
     from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
 
     net, _ = badnets_digits
     _, _, tune, held = digits
     pivot = SplitClassifier(net, InputSpec())
     before = [p.clone() for p in pivot.parameters()]
-    cfg = PivotalConfig(steps=20, eval_every=10, seed=5)
+    cfg = PivotalConfig(steps=20, eval_every=10, seed=5, max_cda_drop=0.05)
     r1 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     r2 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     assert all(torch.equal(p, q) for p, q in zip(before, pivot.parameters()))

@@ -71,9 +71,16 @@ class OnlineTriggers(nn.Module):
         self.cost = cfg.mask_cost
         self.fooled_avg = cfg.target_fooled
 
+    def rows(self, w: Tensor, cls: Tensor) -> Tensor:
+        """``w[cls]`` as a one-hot product. Why not indexing: the backward of ``w[cls]`` with
+        repeated classes accumulates in thread order, which made a seeded repair differ from
+        run to run on 2 CPU threads; a matrix product's reduction order is fixed."""
+        onehot = F.one_hot(cls, w.shape[0]).to(w.dtype)
+        return (onehot @ w.flatten(1)).view(len(cls), *w.shape[1:])
+
     def stamp(self, x: Tensor, cls: Tensor) -> Tensor:
-        return apply_mask_pattern(x, tanh_to_unit(self.mask_w[cls]),
-                                  tanh_to_unit(self.pattern_w[cls]))
+        return apply_mask_pattern(x, tanh_to_unit(self.rows(self.mask_w, cls)),
+                                  tanh_to_unit(self.rows(self.pattern_w, cls)))
 
     def chase(self, model: nn.Module, x: Tensor, cls: Tensor) -> float:
         """One step moving the triggers of ``cls`` towards fooling ``model`` into ``cls``.
@@ -90,7 +97,7 @@ class OnlineTriggers(nn.Module):
             logits = model(self.stamp(x, cls))
         finally:
             model.train(was_training)
-        l1 = tanh_to_unit(self.mask_w[cls]).flatten(1).sum(1)
+        l1 = tanh_to_unit(self.rows(self.mask_w, cls)).flatten(1).sum(1)
         loss = F.cross_entropy(logits, cls) + self.cost * l1.mean()
         grads = torch.autograd.grad(loss, [self.mask_w, self.pattern_w])
         self.mask_w.grad, self.pattern_w.grad = grads
