@@ -424,3 +424,12 @@ def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ROC AUC ratio: 0.750" in out
     assert sum(line.startswith(("b1", "b2", "c1", "c2")) for line in out.splitlines()) == 4
+
+
+@pytest.mark.parametrize("flag", ["--jobs", "--threads"])
+def test_bench_detect_refuses_a_nonpositive_worker_count(flag, capsys):
+    """--jobs 0 would build an empty process pool (an opaque ValueError); say what is wrong."""
+    from scanner.eval.bench_detect import main as bench_main
+
+    assert bench_main(["--models", "nothing-*.onnx", flag, "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
