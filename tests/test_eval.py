@@ -433,3 +433,16 @@ def test_bench_detect_refuses_a_nonpositive_worker_count(flag, capsys):
 
     assert bench_main(["--models", "nothing-*.onnx", flag, "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_bench_detect_counts_flags_at_the_gate_threshold():
+    """mask flags at >= 3.5: backdoored 5.0 (right class) and 4.0 (wrong class), clean 3.6 and
+    1.0, so 2/2 backdoored flagged, 1 at the target, and 1/2 clean flagged."""
+    from scanner.eval.bench_detect import _flag_counts
+
+    rows = [{"backdoored": True, "target": 3, "mask_score": 5.0, "nc_top": 3},
+            {"backdoored": True, "target": 3, "mask_score": 4.0, "nc_top": 7},
+            {"backdoored": False, "target": 0, "mask_score": 3.6, "nc_top": 1},
+            {"backdoored": False, "target": 0, "mask_score": 1.0, "nc_top": 1}]
+    assert _flag_counts(rows, "mask") == ("mask >= 3.5: backdoored flagged 2/2 (1 at the target), "
+                                          "clean flagged 1/2")

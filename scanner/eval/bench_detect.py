@@ -49,7 +49,7 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
         scores.append("cti_max")  # the paper's max-gap rule, from the same CTI run
     headers = ["model", "bd", "tgt", "CDA", "ASR0"]
     headers += [f"{m}_{c}" for m in methods for c in ("score", "top", "s")]
-    headers += (["mask_score"] if "nc" in methods else []) + ["ASR_rep"]
+    headers += (["mask_score"] if "nc" in methods else []) + ["ASR_rep", "dCDA_rep"]
     table = []
     for r in rows:
         cells = [r["model"], int(r["backdoored"]), r["target"] if r["backdoored"] else "-",
@@ -59,12 +59,41 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
         if "nc" in methods:
             cells.append(f"{r['mask_score']:.3f}")
         cells.append(f"{r.get('asr_after', float('nan')):.3f}")
+        cells.append(f"{r.get('cda_drop_eval', float('nan')):+.3f}")  # 2 000 test images
         table.append(cells)
     print(format_table(headers, table))
     labels = [int(r["backdoored"]) for r in rows]
     if 0 < sum(labels) < len(labels):
         for m in scores:
             print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
+    for m in scores:
+        print(_flag_counts(rows, m))
+    bd = [r for r in rows if r["backdoored"] and "asr_after" in r]
+    if bd:
+        low = [r for r in bd if r["asr_after"] <= 0.05]
+        line = f"repair: {len(low)}/{len(bd)} backdoored models at real-trigger ASR <= 0.05"
+        if all("cda_drop_eval" in r for r in bd):
+            both = sum(r["cda_drop_eval"] <= 0.02 for r in low)
+            line += f", {both}/{len(bd)} also with a test CDA drop <= 2 points"
+        print(line + " (the repair inside CTI's scan)")
+
+
+def _flag_counts(rows: list[dict], score: str) -> str:
+    """How a score's default gate threshold splits the rows (the policy's values; cti_max: 0.5)."""
+    from scanner.pipeline import ScanSettings
+
+    s = ScanSettings()
+    thr = {"nc": s.nc_threshold, "mask": s.mask_threshold, "cti": s.cti_threshold,
+           "ratio": s.ratio_threshold, "cti_max": 0.5}[score]
+    top = {"mask": "nc_top", "cti_max": "cti_top"}.get(score, score + "_top")
+    bd = [r for r in rows if r["backdoored"]]
+    cl = [r for r in rows if not r["backdoored"]]
+    hit = [r for r in bd if r[score + "_score"] >= thr]
+    named = sum(r.get(top) == r["target"] for r in hit) if score != "cti_max" else None
+    fa = sum(r[score + "_score"] >= thr for r in cl)
+    name = "" if named is None else f" ({named} at the target)"
+    return (f"{score} >= {thr:g}: backdoored flagged {len(hit)}/{len(bd)}{name}, "
+            f"clean flagged {fa}/{len(cl)}")
 
 
 def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, seed: int,
@@ -75,7 +104,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
     from scanner.classifier import SplitClassifier, predict
     from scanner.io.data import TrustedData
     from scanner.io.loader import load_model
-    from scanner.ops.metrics import attack_success_rate
+    from scanner.ops.metrics import accuracy, attack_success_rate
     from scanner.pipeline import ScanSettings, run_detection
 
     torch.set_num_threads(threads)
@@ -88,8 +117,10 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
     tune, held = TrustedData(xt, yt).split(0.2, seed=seed)
     attack = get_attack(rec["attack"] or "badnets", m=1, target=rec["target"])
     asr0 = attack_success_rate(predict(model, attack.apply(xe)), ye, rec["target"])
+    cda0 = accuracy(predict(model, xe), ye)  # the repair's accuracy cost, on images it never saw
     row = {"model": Path(path).name, "backdoored": bool(rec["attack"]), "target": rec["target"],
-           "arch": rec["arch"], "cda": side["cda"], "asr_before": asr0, "budget": budget_level}
+           "arch": rec["arch"], "cda": side["cda"], "asr_before": asr0, "budget": budget_level,
+           "cda_eval": cda0}
     for method in methods:
         t = time.perf_counter()
         det, rep = run_detection(model, tune, held, 10, ScanSettings(method=method, seed=seed),
@@ -110,6 +141,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
             asr = attack_success_rate(predict(rep.model, attack.apply(xe)), ye, rec["target"])
             row[f"{method}_asr_after"] = asr
             row["asr_after"] = asr
+            row["cda_drop_eval"] = cda0 - accuracy(predict(rep.model, xe), ye)
             row[f"{method}_cda_drop_heldout"] = rep.cda_drop
             row["repair_moved"] = rep.moved
     return row
