@@ -5,7 +5,7 @@
 # re-running skips what the results files already hold).
 #
 #   bash results/regenerate.sh            # everything
-#   bash results/regenerate.sh zoo        # one part: zoo | detect | holdout | robustness | detectability | tables
+#   bash results/regenerate.sh zoo        # one part: zoo | detect | holdout | timing | robustness | detectability | tables
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -23,8 +23,23 @@ if run detect; then  # issue 4's benchmark: NC, mask, CTI and ratio on the zoo, 
 fi
 if run holdout; then  # RESULTS.md 2b: the held-out zoo (seeds 103-105), NC/mask and CTI's size score
     python -m fixtures.recipes holdout --threads 2
+    # one run over all 12 models, two at a time (session 6); then CTI alone at the fast budget
     python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods nc,cti \
-        --threads 2 --out "$OUT/holdout_detect.jsonl"
+        --jobs 2 --threads 1 --out "$OUT/holdout12_detect.jsonl" > "$OUT/holdout12_detect.txt"
+    python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods cti \
+        --budget fast --jobs 2 --threads 1 --out "$OUT/holdout12_detect_fast.jsonl" \
+        > "$OUT/holdout12_detect_fast.txt"
+fi
+if run timing; then  # RESULTS.md 5: full CTI scans (repair + CTI + canary) of the shipped clean
+    # ResNet-20 at two budgets; run alone on the machine, torch on both cores
+    mkdir -p "$OUT/timing"
+    for b in standard fast; do
+        rc=0
+        scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
+            --budget "$b" --seed 0 --device cpu --json > "$OUT/timing/scan_resnet20_clean_cti_$b.json" \
+            2> /dev/null || rc=$?
+        echo "budget $b: exit $rc"
+    done
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
