@@ -68,6 +68,10 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
             print(f"ROC AUC {m}: {roc_auc([r[m + '_score'] for r in rows], labels):.3f}")
     for m in scores:
         print(_flag_counts(rows, m))
+    stuck = [r["model"] for r in rows if r.get("repair_moved") is False]
+    if stuck:  # the scan itself would be inconclusive there: the calibration had no repaired copy
+        print(f"repair found no state within the accuracy budget (a scan would be inconclusive): "
+              f"{', '.join(stuck)}")
     bd = [r for r in rows if r["backdoored"] and "asr_after" in r]
     if bd:
         low = [r for r in bd if r["asr_after"] <= 0.05]
