@@ -29,6 +29,11 @@ if run holdout; then  # RESULTS.md 2b: the held-out zoo (seeds 103-105), NC/mask
     python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods cti \
         --budget fast --jobs 2 --threads 1 --out "$OUT/holdout12_detect_fast.jsonl" \
         > "$OUT/holdout12_detect_fast.txt"
+    for s in 1 2; do  # NC and mask on two more trusted draws (RESULTS.md 2c)
+        python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods nc \
+            --seed "$s" --jobs 2 --threads 1 --out "$OUT/holdout12_nc_seed$s.jsonl" \
+            > "$OUT/holdout12_nc_seed$s.txt"
+    done
 fi
 if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of the shipped clean
     # ResNet-20; run alone on the machine, torch on both cores
