@@ -79,7 +79,7 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
         if all("cda_drop_eval" in r for r in bd):
             both = sum(r["cda_drop_eval"] <= 0.02 for r in low)
             line += f", {both}/{len(bd)} also with a test CDA drop <= 2 points"
-        print(line + " (the repair inside CTI's scan)")
+        print(line + " (the repair inside the scan: the last of --methods that repairs)")
 
 
 def _flag_counts(rows: list[dict], score: str) -> str:
@@ -89,6 +89,7 @@ def _flag_counts(rows: list[dict], score: str) -> str:
     s = ScanSettings()
     thr = {"nc": s.nc_threshold, "mask": s.mask_threshold, "cti": s.cti_threshold,
            "ratio": s.ratio_threshold, "cti_max": 0.5}[score]
+    # mask and NC rank the same inversion's L1s (log is monotonic), so NC's top class is mask's
     top = {"mask": "nc_top", "cti_max": "cti_top"}.get(score, score + "_top")
     bd = [r for r in rows if r["backdoored"]]
     cl = [r for r in rows if not r["backdoored"]]
