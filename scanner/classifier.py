@@ -58,11 +58,18 @@ class SplitClassifier(nn.Module):
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """Arg-max predictions in eval mode, batched, on the model's device."""
+    """Arg-max predictions in eval mode, batched, on the model's device.
+
+    Always float32, even inside a scan's bf16 loops: accuracy decides which repaired state is
+    kept and whether a scan is judged at all (scanner.ops.precision).
+    """
+    from scanner.ops.precision import exact
+
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    out = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(-1).cpu()
-                     for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
+    with exact(dev):
+        out = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(-1).cpu()
+                         for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
     model.train(was_training)
     return out

@@ -156,10 +156,19 @@ class _Progress:
 
 ConfigOpt = typer.Option(None, "--config", help="Policy TOML. Default: ./scan.toml, else [tool.scan] in pyproject.toml (searched up to the repository root), else built-in defaults (rules/default.toml).")
 BudgetOpt = typer.Option("standard", "--budget", help="fast|standard|thorough compute budget (numbers per device in the policy).")
+PrecisionOpt = typer.Option("auto", "--precision", help="auto|fp32|bf16: arithmetic of the optimisation loops (repair, trigger inversion, canary implant). bf16 autocast is about 2x faster on a CPU with native bf16 (auto picks it there); accuracy and trigger-success measurements always run in float32.")
 SeedOpt = typer.Option(0, "--seed", help="Seed: the same seed repeats the scan on the same machine.")
 JsonOpt = typer.Option(False, "--json", help="Print only the JSON report on stdout (progress and messages go to stderr).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress output.")
 ReportDirOpt = typer.Option(None, "--report-dir", help="Write report.json, report.sarif, report.junit.xml, report.md, report.html and triggers/*.png here.")
+
+
+def _check_precision(precision: str) -> None:
+    from scanner.errors import InputError
+    from scanner.ops.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def _model_uri(model: Path) -> str:
@@ -216,6 +225,7 @@ def detect_cmd(
     method: Optional[str] = typer.Option(None, "--method", help="mask (default: reversed-trigger mask-norm outlier test), nc (Neural Cleanse as published) cti (Calibrated Trigger Inversion after a repair, experimental) or ratio (mask-norm ratio between the model and its repair, experimental); default from the policy."),
     budget: str = BudgetOpt,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
+    precision: str = PrecisionOpt,
     seed: int = SeedOpt,
     layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
     value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
@@ -244,11 +254,12 @@ def detect_cmd(
 
     if method is not None and method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    _check_precision(precision)
     policy = find_policy(config)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     settings = pipeline.ScanSettings(seed=seed, budget_level=budget, method=method,
-                                     canary=not no_canary)
+                                     canary=not no_canary, precision=precision)
     res = pipeline.detect(model, trusted, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, settings=settings, device=dev,
@@ -268,6 +279,7 @@ def repair_cmd(
     max_cda_drop: Optional[float] = typer.Option(None, "--max-cda-drop", help="Largest held-out clean-accuracy drop allowed, fraction (default: policy, 0.02)."),
     rescan: bool = typer.Option(True, "--rescan/--no-rescan", help="Scan the repaired model again and exit 1 when it is still flagged."),
     budget: str = BudgetOpt,
+    precision: str = PrecisionOpt,
     seed: int = SeedOpt,
     layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
     value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
@@ -298,12 +310,13 @@ def repair_cmd(
         raise InputError(f"--max-cda-drop must be a fraction in [0, 1], got {max_cda_drop}")
     if out.suffix.lower() not in (".onnx", ".safetensors"):
         raise InputError(f"--out must end in .onnx or .safetensors, got {out.name!r}")
+    _check_precision(precision)
     policy = find_policy(config)
     if max_cda_drop is not None:
         policy.repair.max_cda_drop = max_cda_drop
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    settings = pipeline.ScanSettings(seed=seed, budget_level=budget)
+    settings = pipeline.ScanSettings(seed=seed, budget_level=budget, precision=precision)
     res = pipeline.repair(model, trusted, out, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, defense=defense, settings=settings, rescan=rescan,

@@ -103,6 +103,9 @@ class ScanSettings:
     ratio_threshold: float = 3.5
     max_cda_drop: float = 0.02
     repair_params: dict = field(default_factory=dict)  # the policy's [repair.params]
+    # "auto" | "fp32" | "bf16" as asked; _prepare records the resolved one (scanner.ops.precision)
+    precision: str = "auto"
+    channels_last: bool = False  # set by _prepare: the model's conv weights ran in NHWC
 
 
 @dataclass
@@ -147,6 +150,13 @@ def _phase(progress, name: str):
     return lambda step, total, info: progress(step, total, {"phase": name, **info})
 
 
+def _loops(settings: ScanSettings, device: torch.device):
+    """The precision context of a scan's optimisation loops (measurements stay float32)."""
+    from scanner.ops.precision import Compute, resolve_precision
+
+    return Compute(device, resolve_precision(settings.precision, device)).loops()
+
+
 def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, budget,
                   device: torch.device, progress=None, *, classes: list[int] | None = None,
                   reference=None) -> tuple:
@@ -155,6 +165,14 @@ def run_detection(model, tune, held, num_classes: int, settings: ScanSettings, b
     Returns (detection, repair|None). ``classes`` + ``reference``: invert only those classes and
     take the others' values from ``reference`` (a full detection of the same kind).
     """
+    with _loops(settings, device):
+        return _run_detection(model, tune, held, num_classes, settings, budget, device,
+                              progress, classes=classes, reference=reference)
+
+
+def _run_detection(model, tune, held, num_classes: int, settings: ScanSettings, budget,
+                   device: torch.device, progress=None, *, classes: list[int] | None = None,
+                   reference=None) -> tuple:
     sub = {"classes": classes, "reference": reference}
     from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
     from scanner.detectors.cti import CTIConfig, cti_detect
@@ -225,8 +243,10 @@ def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, 
     import time
 
     from scanner.classifier import SplitClassifier
+    from scanner.ops.precision import resolve_precision, to_fast_layout
 
     settings.device = str(device)
+    settings.precision = resolve_precision(settings.precision, device)
     settings.canary = settings.canary and policy.gate.canary
     settings.canary_scope = policy.gate.canary_scope
     settings.method = settings.method or policy.gate.method
@@ -246,6 +266,7 @@ def _prepare(model_path, trusted, *, arch, spec_overrides, labels_file, policy, 
                         model_class_names=loaded.class_names,
                         min_per_class=policy.gate.min_per_class)
     model = SplitClassifier.from_loaded(loaded).to(device).eval()
+    settings.channels_last = to_fast_layout(model, data.x[:8].to(device))
     model_info = {"path": str(model_path), "sha256": loaded.sha256, "format": loaded.format,
                   "num_classes": loaded.num_classes, "spec": loaded.spec.to_dict(),
                   "class_names": data.class_names, "import_notes": loaded.import_notes}
@@ -317,9 +338,10 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
         return result
 
     t2 = time.perf_counter()
-    implant = implant_canary(model, tune.x, tune.y, held.x, held.y, loaded.num_classes,
-                             CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
-                             device=device)
+    with _loops(settings, device):
+        implant = implant_canary(model, tune.x, tune.y, held.x, held.y, loaded.num_classes,
+                                 CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
+                                 device=device)
     canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
               "implanted": implant.ok, "notes": implant.notes, "scope": settings.canary_scope}
     if implant.ok:
@@ -383,16 +405,19 @@ def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, d
           "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
     kw = {k: v for k, v in kw.items() if k in known}
     cfg = config_for(cfg_cls, name, device, **{**kw, **settings.repair_params})
-    return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
-              progress=_phase(progress, f"repair ({name})"))
+    with _loops(settings, device):
+        return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
+                  progress=_phase(progress, f"repair ({name})"))
 
 
 def _save_repaired(loaded: LoadedModel, net, out: Path, held_x: torch.Tensor, defense: str) -> dict:
     """Write the repaired weights in the input's format family, verified, atomically."""
     from scanner.io.model_file import sha256_file
     from scanner.io.spec import Preprocess
+    from scanner.ops.precision import to_standard_layout
 
     out = Path(out)
+    to_standard_layout(net)  # safetensors needs contiguous tensors; ONNX gets plain NCHW weights
     if out.suffix.lower() == ".safetensors":
         from scanner.io.safetensors_import import save_safetensors
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scanner.ops.precision import exact
 from scanner.ops.triggers import apply_additive, apply_mask_pattern, tanh_to_unit
 
 # per-row loss: (x_triggered [R,C,H,W], target class per row [R], true label per row [R]) -> [R]
@@ -187,8 +188,17 @@ def frozen(*models: torch.nn.Module):
 @torch.no_grad()
 def trigger_success(model: torch.nn.Module, triggers: TriggerSet, x: Tensor, y: Tensor,
                     batch_size: int = 256) -> list[float]:
-    """Per trigger: fraction of held-out images with y != c that ``model`` classifies as c."""
+    """Per trigger: fraction of held-out images with y != c that ``model`` classifies as c.
+
+    Float32 even inside bf16 loops: these rates are the scores.
+    """
     dev = next(model.parameters()).device
+    with exact(dev):
+        return _trigger_success(model, triggers, x, y, batch_size, dev)
+
+
+def _trigger_success(model, triggers: TriggerSet, x: Tensor, y: Tensor, batch_size: int,
+                     dev: torch.device) -> list[float]:
     out = []
     for i, c in enumerate(triggers.classes):
         keep = y != c

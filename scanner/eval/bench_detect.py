@@ -102,7 +102,7 @@ def _flag_counts(rows: list[dict], score: str) -> str:
 
 
 def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, seed: int,
-              threads: int) -> dict:
+              threads: int, precision: str = "auto") -> dict:
     """One model, every method: the row ``--out`` records (runs in a worker with ``--jobs``)."""
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -110,6 +110,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
     from scanner.io.data import TrustedData
     from scanner.io.loader import load_model
     from scanner.ops.metrics import accuracy, attack_success_rate
+    from scanner.ops.precision import resolve_precision, to_fast_layout
     from scanner.pipeline import ScanSettings, run_detection
 
     torch.set_num_threads(threads)
@@ -119,16 +120,19 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
     rec = side["recipe"]
     loaded = load_model(path)
     model = SplitClassifier.from_loaded(loaded).eval()
+    precision = resolve_precision(precision, torch.device("cpu"))
+    fast_layout = to_fast_layout(model, xt[:8])  # as a scan does
     tune, held = TrustedData(xt, yt).split(0.2, seed=seed)
     attack = get_attack(rec["attack"] or "badnets", m=1, target=rec["target"])
     asr0 = attack_success_rate(predict(model, attack.apply(xe)), ye, rec["target"])
     cda0 = accuracy(predict(model, xe), ye)  # the repair's accuracy cost, on images it never saw
     row = {"model": Path(path).name, "backdoored": bool(rec["attack"]), "target": rec["target"],
            "arch": rec["arch"], "cda": side["cda"], "asr_before": asr0, "budget": budget_level,
-           "cda_eval": cda0}
+           "cda_eval": cda0, "precision": precision, "channels_last": fast_layout}
     for method in methods:
         t = time.perf_counter()
-        det, rep = run_detection(model, tune, held, 10, ScanSettings(method=method, seed=seed),
+        det, rep = run_detection(model, tune, held, 10, ScanSettings(method=method, seed=seed,
+                                                                 precision=precision),
                                  budget, torch.device("cpu"))
         row[f"{method}_score"] = det.model_score
         row[f"{method}_top"] = det.top_class
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(on 2 cores: --jobs 2 --threads 1 scans a zoo in about half the time; the "
                          "per-model wall times are then those of a loaded machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="as scan --precision (the models run channels_last as in a scan)")
     ap.add_argument("--out", default=None, help="write per-model JSON lines here")
     ap.add_argument("--summarize", default=None, metavar="JSONL",
                     help="scan nothing: print the table and ROC AUCs of rows written by --out "
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no models found", file=sys.stderr)
         return 2
     job = dict(methods=methods, budget_level=args.budget, n_trusted=args.trusted,
-               seed=args.seed, threads=args.threads)
+               seed=args.seed, threads=args.threads, precision=args.precision)
     t0 = time.perf_counter()
     rows = []
 
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 record(fut.result())
     _print_table(sorted(rows, key=lambda r: r["model"]), methods)
     print(f"{len(rows)} models, {args.jobs} job(s) x {args.threads} thread(s), budget "
-          f"{args.budget}: {time.perf_counter() - t0:.0f} s")
+          f"{args.budget}, precision {args.precision}: {time.perf_counter() - t0:.0f} s")
     return 0
 
 
