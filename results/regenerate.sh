@@ -23,16 +23,28 @@ if run detect; then  # issue 4's benchmark: NC, mask, CTI and ratio on the zoo, 
 fi
 if run holdout; then  # RESULTS.md 2b: the held-out zoo (seeds 103-105), NC/mask and CTI's size score
     python -m fixtures.recipes holdout --threads 2
-    # one run over all 12 models, two at a time (session 6); then CTI alone at the fast budget
-    python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods nc,cti \
-        --jobs 2 --threads 1 --out "$OUT/holdout12_detect.jsonl" > "$OUT/holdout12_detect.txt"
-    python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods cti \
-        --budget fast --jobs 2 --threads 1 --out "$OUT/holdout12_detect_fast.jsonl" \
-        > "$OUT/holdout12_detect_fast.txt"
-    for s in 1 2; do  # NC and mask on two more trusted draws (RESULTS.md 2c)
-        python -m scanner.eval.bench_detect --models '.cache/zoo/*/*_s10[345].onnx' --methods nc \
-            --seed "$s" --jobs 2 --threads 1 --out "$OUT/holdout12_nc_seed$s.jsonl" \
-            > "$OUT/holdout12_nc_seed$s.txt"
+    Z='.cache/zoo/*/*_s10[345].onnx'
+    # session 6, float32 and NCHW (before --precision existed): one run over all 12 models, two
+    # at a time; CTI alone at the fast budget; NC and mask on two more trusted draws
+    F32=(--precision fp32 --nchw --jobs 2 --threads 1)
+    python -m scanner.eval.bench_detect --models "$Z" --methods nc,cti "${F32[@]}" \
+        --out "$OUT/holdout12_detect.jsonl" > "$OUT/holdout12_detect.txt"
+    python -m scanner.eval.bench_detect --models "$Z" --methods cti --budget fast "${F32[@]}" \
+        --out "$OUT/holdout12_detect_fast.jsonl" > "$OUT/holdout12_detect_fast.txt"
+    for s in 1 2; do
+        python -m scanner.eval.bench_detect --models "$Z" --methods nc --seed "$s" "${F32[@]}" \
+            --out "$OUT/holdout12_nc_seed$s.jsonl" > "$OUT/holdout12_nc_seed$s.txt"
+    done
+    # session 7, what a scan now does on a CPU with native bf16 (--precision auto: bf16 loops,
+    # channels_last): the same draw with NC and CTI, then NC and CTI on draws 1 and 2
+    BF=(--precision bf16 --jobs 2 --threads 1)
+    python -m scanner.eval.bench_detect --models "$Z" --methods nc,cti "${BF[@]}" \
+        --out "$OUT/holdout12_detect_bf16.jsonl" > "$OUT/holdout12_detect_bf16.txt"
+    for s in 1 2; do
+        for m in nc cti; do
+            python -m scanner.eval.bench_detect --models "$Z" --methods "$m" --seed "$s" "${BF[@]}" \
+                --out "$OUT/holdout12_${m}_seed${s}_bf16.jsonl" > "$OUT/holdout12_${m}_seed${s}_bf16.txt"
+        done
     done
 fi
 if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of the shipped clean

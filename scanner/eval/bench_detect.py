@@ -102,7 +102,7 @@ def _flag_counts(rows: list[dict], score: str) -> str:
 
 
 def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, seed: int,
-              threads: int, precision: str = "auto") -> dict:
+              threads: int, precision: str = "auto", nchw: bool = False) -> dict:
     """One model, every method: the row ``--out`` records (runs in a worker with ``--jobs``)."""
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -121,7 +121,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
     loaded = load_model(path)
     model = SplitClassifier.from_loaded(loaded).eval()
     precision = resolve_precision(precision, torch.device("cpu"))
-    fast_layout = to_fast_layout(model, xt[:8])  # as a scan does
+    fast_layout = not nchw and to_fast_layout(model, xt[:8])  # as a scan does
     tune, held = TrustedData(xt, yt).split(0.2, seed=seed)
     attack = get_attack(rec["attack"] or "badnets", m=1, target=rec["target"])
     asr0 = attack_success_rate(predict(model, attack.apply(xe)), ye, rec["target"])
@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="as scan --precision (the models run channels_last as in a scan)")
+    ap.add_argument("--nchw", action="store_true",
+                    help="keep the models' NCHW weight layout (a scan uses channels_last on CPU); "
+                         "with --precision fp32 this is how the results before session 7 were made")
     ap.add_argument("--out", default=None, help="write per-model JSON lines here")
     ap.add_argument("--summarize", default=None, metavar="JSONL",
                     help="scan nothing: print the table and ROC AUCs of rows written by --out "
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no models found", file=sys.stderr)
         return 2
     job = dict(methods=methods, budget_level=args.budget, n_trusted=args.trusted,
-               seed=args.seed, threads=args.threads, precision=args.precision)
+               seed=args.seed, threads=args.threads, precision=args.precision, nchw=args.nchw)
     t0 = time.perf_counter()
     rows = []
 
