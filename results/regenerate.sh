@@ -51,9 +51,14 @@ if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of 
     # ResNet-20; run alone on the machine, torch on both cores
     mkdir -p "$OUT/timing"
     rc=0
-    scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
-        --budget standard --seed 0 --device cpu --json \
-        > "$OUT/timing/scan_resnet20_clean_cti_standard.json" 2> /dev/null || rc=$?
+    # (scan_resnet20_clean_cti_standard.json is session 6's float32 NCHW run, before --precision)
+    for p in auto fp32; do  # auto: bf16 loops on a CPU with native bf16; both run channels_last
+        scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
+            --budget standard --seed 0 --device cpu --precision "$p" --json \
+            > "$OUT/timing/scan_resnet20_clean_cti_$p.json" 2> /dev/null || rc=$?
+    done
+    scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --seed 0 \
+        --device cpu --json > "$OUT/timing/scan_resnet20_clean_default_auto.json" 2> /dev/null || rc=$?
     echo "exit $rc"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)

@@ -60,7 +60,8 @@ def _summary_rows(result: dict) -> list[tuple[str, str]]:
                      f"{view.fmt(tr.get('clean_accuracy'))}"))
     s = result.get("settings") or {}
     rows.append(("Budget", f"{_md(s.get('budget_level', '-'))} on {_md(s.get('device', '-'))}, "
-                 f"seed {s.get('seed', '-')}, canary {'on' if s.get('canary', True) else 'off'}"))
+                 f"seed {s.get('seed', '-')}, canary {'on' if s.get('canary', True) else 'off'}, "
+                 f"{_md(s.get('precision', 'fp32'))} loops"))
     return rows
 
 

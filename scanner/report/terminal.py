@@ -85,8 +85,8 @@ def render_scan(res: ScanResult, console: Console) -> None:
                       + (f" score {c['model_score']:.3f}" if "model_score" in c else ""),
                       highlight=False)
     tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
-    console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}",
-                  highlight=False)
+    console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}"
+                  f", {res.settings.precision} loops", highlight=False)
 
 
 _STATUS_STYLE = {"repaired": "bold green", "not-repaired": "bold yellow",
