@@ -154,6 +154,7 @@ def _loops(settings: ScanSettings, device: torch.device):
     """The precision context of a scan's optimisation loops (measurements stay float32)."""
     from scanner.ops.precision import Compute, resolve_precision
 
+    device = torch.device(device)  # callers pass "cpu" as well as torch.device
     return Compute(device, resolve_precision(settings.precision, device)).loops()
 
 

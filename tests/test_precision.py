@@ -25,6 +25,7 @@ def test_resolve_precision():
     assert resolve_precision("bf16", CPU) == "bf16"
     assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on CUDA
+    assert resolve_precision("auto", "cpu") == resolve_precision("auto", CPU)  # str devices too
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("fp16", CPU)
 

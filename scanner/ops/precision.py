@@ -29,9 +29,9 @@ from torch import nn
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def native_bf16(device: torch.device) -> bool:
+def native_bf16(device: torch.device | str) -> bool:
     """True when ``device`` runs bf16 convolutions natively (CPU: oneDNN with AVX512-BF16/AMX)."""
-    if device.type != "cpu":
+    if torch.device(device).type != "cpu":
         return False
     try:
         return bool(torch.backends.mkldnn.is_available()
@@ -40,7 +40,7 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
+def resolve_precision(requested: str, device: torch.device | str) -> str:
     """``auto`` -> ``bf16`` on a CPU with native bf16, else ``fp32``; explicit values pass."""
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r} (choose from {', '.join(PRECISIONS)})")
