@@ -50,6 +50,7 @@ fi
 if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of the shipped clean
     # ResNet-20; run alone on the machine, torch on both cores
     mkdir -p "$OUT/timing"
+    python -m scanner.eval.bench_precision > "$OUT/timing/bench_precision.txt"
     rc=0
     # (scan_resnet20_clean_cti_standard.json is session 6's float32 NCHW run, before --precision)
     for p in auto fp32; do  # auto: bf16 loops on a CPU with native bf16; both run channels_last

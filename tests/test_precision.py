@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from scanner.classifier import predict
+from scanner.detectors.inversion import TriggerSet, trigger_success
 from scanner.ops.precision import (Compute, exact, native_bf16, resolve_precision,
                                    to_fast_layout, to_standard_layout)
 
@@ -47,13 +48,22 @@ def test_bf16_loops_see_in_place_weight_updates():
 
 
 def test_measurements_are_float32_inside_bf16_loops():
+    """Accuracy (``predict``) and trigger success decide verdicts: float32 inside bf16 loops."""
     net = _net()
-    x = torch.rand(64, 3, 8, 8)
+    seen: list[torch.dtype] = []
+    net[4].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    x = torch.rand(6, 3, 8, 8)
+    triggers = TriggerSet([0, 2], "mask", mask=torch.rand(2, 1, 8, 8),
+                          pattern=torch.rand(2, 3, 8, 8))
     with Compute(CPU, "bf16").loops():
+        net(x)
+        assert seen == [torch.bfloat16]  # the hook does see bf16 where the loop computes
+        seen.clear()
         with exact(CPU):
-            assert net[4](torch.ones(1, 4)).dtype == torch.float32
-        inside = predict(net, x)
-    assert torch.equal(inside, predict(net, x))
+            net(x)
+        predict(net, x)
+        trigger_success(net, triggers, x, torch.tensor([0, 1, 2, 1, 0, 2]))
+    assert seen and set(seen) == {torch.float32}
 
 
 def test_fp32_loops_change_nothing():

@@ -157,6 +157,8 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scanner.ops.precision import PRECISIONS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=[".cache/zoo/*/*.onnx"])
     ap.add_argument("--trusted", type=int, default=500)
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(on 2 cores: --jobs 2 --threads 1 scans a zoo in about half the time; the "
                          "per-model wall times are then those of a loaded machine)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="as scan --precision (the models run channels_last as in a scan)")
     ap.add_argument("--nchw", action="store_true",
                     help="keep the models' NCHW weight layout (a scan uses channels_last on CPU); "
