@@ -129,7 +129,7 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
-        self.last = 0.0
+        self.last: dict[str, float] = {}  # per phase: a parallel canary reports beside the scan
 
     def __call__(self, step: int, total: int, info: dict) -> None:
         import time
@@ -137,11 +137,11 @@ class _Progress:
         if self.quiet:
             return
         now = time.monotonic()
-        if step != total and now - self.last < (0.5 if self.tty else 10.0):
-            return
-        self.last = now
         info = dict(info)
         phase = info.pop("phase", "")
+        if step != total and now - self.last.get(phase, 0.0) < (0.5 if self.tty else 10.0):
+            return
+        self.last[phase] = now
         extra = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in info.items() if not isinstance(v, (list, dict)))
         pct = f"{100 * step // max(1, total):3d}%"
@@ -226,6 +226,7 @@ def detect_cmd(
     budget: str = BudgetOpt,
     no_canary: bool = typer.Option(False, "--no-canary", help="Skip the sensitivity canary (a pass is then unverified)."),
     precision: str = PrecisionOpt,
+    canary_mode: str = typer.Option("auto", "--canary-mode", help="auto|parallel|sequential: run the canary beside the main detection, each on half of the CPU threads (auto does where it can: CPU, 2+ threads, every class re-scanned, no dropout), or after it. Parallel saves wall time on a model that passes and costs some on one that is flagged."),
     seed: int = SeedOpt,
     layout: Optional[str] = LayoutOpt, input_size: Optional[str] = SizeOpt,
     value_range: Optional[str] = RangeOpt, mean: Optional[str] = MeanOpt, std: Optional[str] = StdOpt,
@@ -255,11 +256,15 @@ def detect_cmd(
     if method is not None and method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     _check_precision(precision)
+    if canary_mode not in pipeline.CANARY_MODES:
+        raise InputError(f"--canary-mode must be one of {', '.join(pipeline.CANARY_MODES)}, "
+                         f"got {canary_mode!r}")
     policy = find_policy(config)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     settings = pipeline.ScanSettings(seed=seed, budget_level=budget, method=method,
-                                     canary=not no_canary, precision=precision)
+                                     canary=not no_canary, precision=precision,
+                                     canary_mode=canary_mode)
     res = pipeline.detect(model, trusted, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, settings=settings, device=dev,

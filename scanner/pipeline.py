@@ -5,12 +5,14 @@ The CLI parses flags and renders; everything a job computes lives in its result.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from scanner import __version__
+from scanner.errors import InputError
 from scanner.io.data import DEFAULT_MIN_PER_CLASS, load_trusted
 from scanner.io.loader import load_model
 from scanner.io.model_file import LoadedModel
@@ -85,6 +87,9 @@ VERDICT_BACKDOOR = "backdoor"
 VERDICT_INCONCLUSIVE = "inconclusive"
 
 
+CANARY_MODES = ("auto", "parallel", "sequential")
+
+
 @dataclass
 class ScanSettings:
     """Everything besides the model and data that decides a scan (recorded in every report)."""
@@ -106,6 +111,9 @@ class ScanSettings:
     # "auto" | "fp32" | "bf16" as asked; _prepare records the resolved one (scanner.ops.precision)
     precision: str = "auto"
     channels_last: bool = False  # set by _prepare: the model's conv weights ran in NHWC
+    # "auto" | "parallel" | "sequential": run the canary beside the main detection (CPU)
+    canary_mode: str = "auto"
+    canary_parallel: bool = False  # set by detect: the canary ran beside the main detection
 
 
 @dataclass
@@ -147,7 +155,11 @@ def _phase(progress, name: str):
     """Label a phase's progress callbacks so a log line says what is running."""
     if progress is None:
         return None
-    return lambda step, total, info: progress(step, total, {"phase": name, **info})
+
+    def report(step: int, total: int, info: dict) -> None:
+        inner = info.get("phase")  # a phase inside a phase: "canary: pivotal tuning"
+        progress(step, total, {**info, "phase": f"{name}: {inner}" if inner else name})
+    return report
 
 
 def _loops(settings: ScanSettings, device: torch.device):
@@ -295,7 +307,6 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     """Scan one model. Never returns "pass" for a scan that did not really run (fail closed)."""
     import time
 
-    from scanner.detectors.canary import CanaryConfig, implant_canary
     from scanner.policy import load_policy
 
     t0 = time.perf_counter()
@@ -310,56 +321,36 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     loaded, model, tune, held, budget = prep.loaded, prep.model, prep.tune, prep.held, prep.budget
     result, timings = prep.result, prep.result.timings
 
-    t1 = time.perf_counter()
-    det, rep = run_detection(model, tune, held, loaded.num_classes, settings, budget, device,
-                             progress)
-    timings["detect_s"] = time.perf_counter() - t1
-    result.detection = {**_detection_summary(det), "threshold": _threshold(settings)}
-    if not _all_finite(det):
-        result.reasons.append("the detector produced non-finite scores (diverged optimisation); "
-                              "refusing to judge")
-        return result
-    result.artifacts["triggers"] = det.triggers
-    if rep is not None:
-        result.repair = _repair_summary(rep)
-        if not rep.moved:
-            result.reasons.append("the repair found no state within the accuracy budget, so the "
-                                  "calibrated scores compare the model with itself")
-            return result
-    thr = _threshold(settings)
-    if _is_flagged(det, settings):
-        result.verdict = VERDICT_BACKDOOR
-        result.reasons.append(f"{det.method} model score {det.model_score:.3f} >= threshold "
-                              f"{thr:.3f}; most suspicious class {det.top_class}")
-        return result
-    if not settings.canary:
-        result.verdict = VERDICT_PASS
-        result.reasons.append(f"{det.method} model score {det.model_score:.3f} < threshold "
-                              f"{thr:.3f} (canary disabled: this pass is unverified)")
-        return result
+    parallel = _canary_in_parallel(model, settings, device)
+    settings.canary_parallel = parallel
+    with contextlib.ExitStack() as stack:
+        job = None
+        if parallel:
+            from scanner.ops.background import Background, split_threads
 
-    t2 = time.perf_counter()
-    with _loops(settings, device):
-        implant = implant_canary(model, tune.x, tune.y, held.x, held.y, loaded.num_classes,
-                                 CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
-                                 device=device)
-    canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
-              "implanted": implant.ok, "notes": implant.notes, "scope": settings.canary_scope}
-    if implant.ok:
-        # scope "target": only the implanted class is inverted on the canary copy; the other
-        # classes keep this scan's values (scanner.detectors.canary says what that costs)
-        only = ({"classes": [implant.target], "reference": det}
-                if settings.canary_scope == "target" else {})
-        cdet, _ = run_detection(implant.model, tune, held, loaded.num_classes, settings, budget,
-                                device, _phase(progress, "canary"), **only)
-        # Detected means: flagged, and flagged for the class the canary actually targets.
-        hit = _all_finite(cdet) and _is_flagged(cdet, settings) and cdet.top_class == implant.target
-        canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class,
-                       "detected": hit})
-    else:
-        canary["detected"] = False
-    timings["canary_s"] = time.perf_counter() - t2
+            share = stack.enter_context(split_threads(2))
+            copy = model.clone()  # the job's own copy: the main detection mutates model flags
+            job = Background(lambda check: _canary(copy, tune, held, loaded.num_classes, settings,
+                                                   budget, device, progress, None, check),
+                             share).start()
+            stack.callback(job.cancel)  # every early return below stops the speculative canary
+        t1 = time.perf_counter()
+        det, rep = run_detection(model, tune, held, loaded.num_classes, settings, budget, device,
+                                 progress)
+        timings["detect_s"] = time.perf_counter() - t1
+        verdict = _judge_detection(det, rep, settings, result)
+        if verdict is not None or not settings.canary:
+            return result
+        t2 = time.perf_counter()
+        if job is not None:
+            canary, canary_s = job.result()
+            timings["canary_wait_s"] = time.perf_counter() - t2
+        else:
+            canary, canary_s = _canary(model, tune, held, loaded.num_classes, settings, budget,
+                                       device, progress, det)
+    timings["canary_s"] = canary_s
     result.canary = canary
+    thr = _threshold(settings)
     if canary["detected"]:
         result.verdict = VERDICT_PASS
         result.reasons.append(f"{det.method} model score {det.model_score:.3f} < threshold "
@@ -371,6 +362,98 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
                               "(try --budget thorough or more trusted images)")
     timings["total_s"] = time.perf_counter() - t0
     return result
+
+
+def _judge_detection(det, rep, settings: ScanSettings, result: ScanResult) -> str | None:
+    """Record the main detection in ``result``; the verdict when it decides the scan alone.
+
+    None means "a pass, if the canary confirms it" (or a plain pass when the canary is off).
+    """
+    result.detection = {**_detection_summary(det), "threshold": _threshold(settings)}
+    if not _all_finite(det):
+        result.reasons.append("the detector produced non-finite scores (diverged optimisation); "
+                              "refusing to judge")
+        return VERDICT_INCONCLUSIVE
+    result.artifacts["triggers"] = det.triggers
+    if rep is not None:
+        result.repair = _repair_summary(rep)
+        if not rep.moved:
+            result.reasons.append("the repair found no state within the accuracy budget, so the "
+                                  "calibrated scores compare the model with itself")
+            return VERDICT_INCONCLUSIVE
+    thr = _threshold(settings)
+    if _is_flagged(det, settings):
+        result.verdict = VERDICT_BACKDOOR
+        result.reasons.append(f"{det.method} model score {det.model_score:.3f} >= threshold "
+                              f"{thr:.3f}; most suspicious class {det.top_class}")
+        return VERDICT_BACKDOOR
+    if not settings.canary:
+        result.verdict = VERDICT_PASS
+        result.reasons.append(f"{det.method} model score {det.model_score:.3f} < threshold "
+                              f"{thr:.3f} (canary disabled: this pass is unverified)")
+    return None
+
+
+def _canary_in_parallel(model, settings: ScanSettings, device: torch.device) -> bool:
+    """Run the canary beside the main detection instead of after it?
+
+    Only on a CPU with at least two torch threads (each loop then gets half), only when the
+    canary re-scans every class (scope "target" needs the main scan's values first), and only for
+    models without dropout: both loops would draw from torch's one global generator, and the
+    interleaving would make a seeded scan unrepeatable. The price: a model that is flagged pays
+    for a canary it did not need, on half the cores.
+    """
+    if settings.canary_mode == "sequential" or not settings.canary:
+        return False
+    ok = (torch.device(device).type == "cpu" and torch.get_num_threads() >= 2
+          and settings.canary_scope == "all"
+          and not any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules()))
+    if settings.canary_mode == "parallel" and not ok:
+        raise InputError("--canary-mode parallel needs a CPU with at least two threads, canary "
+                         "scope \"all\" and a model without dropout",
+                         hint="use --canary-mode auto")
+    return ok
+
+
+def _canary(model, tune, held, num_classes: int, settings: ScanSettings, budget, device,
+            progress, reference, check=None) -> tuple[dict, float]:
+    """Implant the canary into a copy of ``model`` and run the same detection on it.
+
+    ``reference``: the main detection, needed only for scope "target". ``check``: raises when a
+    speculative canary is no longer wanted. Returns (the report's canary record, seconds).
+    """
+    import time
+
+    from scanner.detectors.canary import CanaryConfig, implant_canary
+
+    t = time.perf_counter()
+    if check is not None:
+        check()
+    with _loops(settings, device):
+        implant = implant_canary(model, tune.x, tune.y, held.x, held.y, num_classes,
+                                 CanaryConfig(steps=budget.canary_steps, seed=settings.seed),
+                                 device=device)
+    canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
+              "implanted": implant.ok, "notes": implant.notes, "scope": settings.canary_scope}
+    if not implant.ok:
+        canary["detected"] = False
+        return canary, time.perf_counter() - t
+    # scope "target": only the implanted class is inverted on the canary copy; the other
+    # classes keep this scan's values (scanner.detectors.canary says what that costs)
+    only = ({"classes": [implant.target], "reference": reference}
+            if settings.canary_scope == "target" else {})
+    report = _phase(progress, "canary")
+    if check is not None:
+        def report(step, total, info, _inner=report):  # noqa: E306 - a checked progress
+            check()
+            if _inner is not None:
+                _inner(step, total, info)
+    cdet, _ = run_detection(implant.model, tune, held, num_classes, settings, budget, device,
+                            report, **only)
+    # Detected means: flagged, and flagged for the class the canary actually targets.
+    hit = _all_finite(cdet) and _is_flagged(cdet, settings) and cdet.top_class == implant.target
+    canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class, "detected": hit})
+    return canary, time.perf_counter() - t
 
 
 # --------------------------------------------------------------------------- repair

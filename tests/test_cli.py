@@ -82,3 +82,20 @@ def test_installed_console_script(model_zoo):
     bad = subprocess.run([*cmd, "inspect", "/nonexistent/model.onnx"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "not found" in bad.stderr and bad.stdout == ""
+
+
+def test_progress_of_parallel_phases_is_labelled_and_not_swallowed(capsys):
+    """The parallel canary reports beside the main detection: each phase keeps its own rate
+    limit, and a nested phase says whose it is."""
+    from scanner.cli import _Progress
+    from scanner.pipeline import _phase
+
+    p = _Progress(quiet=False)
+    main_repair = _phase(p, "pivotal tuning")
+    canary_repair = _phase(_phase(p, "canary"), "pivotal tuning")
+    main_repair(25, 300, {"cda": 0.9})
+    canary_repair(25, 300, {"cda": 0.8})
+    main_repair(50, 300, {"cda": 0.9})  # within 10 s of its own last line: rate-limited
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["  pivotal tuning: step 25/300   8% cda=0.900",
+                     "  canary: pivotal tuning: step 25/300   8% cda=0.800"]

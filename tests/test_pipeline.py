@@ -204,10 +204,53 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(scope, digits_files, m
     r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
                         arch="resnet8", budget_overrides={"invert_steps": 10},
                         policy=policy_from_dict({"gate": {"canary_scope": scope}}),
-                        settings=pipeline.ScanSettings(budget_level="fast"))
+                        settings=pipeline.ScanSettings(budget_level="fast",
+                                                       canary_mode="sequential"))
     assert len(calls) == 2 and r.canary["top_class"] == 0
     assert calls == [None, [5] if scope == "target" else None] and r.canary["scope"] == scope
     assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
+
+
+def test_parallel_canary_computes_what_the_sequential_one_does(digits_files):
+    """The canary beside the main detection (one thread each) must give the record the canary
+    after it gives at one thread: same loops, same seeds, only the schedule differs."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        par = _detect(digits_files, "clean", canary_mode="parallel")
+        assert torch.get_num_threads() == 2  # the split is undone
+        torch.set_num_threads(1)
+        seq = _detect(digits_files, "clean", canary_mode="sequential")
+    finally:
+        torch.set_num_threads(before)
+    assert par.settings.canary_parallel and not seq.settings.canary_parallel
+    assert par.canary == seq.canary and "model_score" in par.canary
+    assert par.detection["model_score"] == seq.detection["model_score"]
+    assert par.verdict == seq.verdict and "canary_wait_s" in par.timings
+
+
+def test_flagged_model_stops_the_parallel_canary(digits_files):
+    import threading
+
+    r = _detect(digits_files, "badnets", canary_mode="parallel")
+    assert r.verdict == pipeline.VERDICT_BACKDOOR and r.canary is None
+    assert r.settings.canary_parallel and "canary_s" not in r.timings
+    assert not any(t.name == "scanner-background" and t.is_alive() for t in threading.enumerate())
+
+
+def test_parallel_canary_refused_where_it_cannot_run(digits_files):
+    from scanner.errors import InputError
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(InputError, match="canary-mode"):
+            _detect(digits_files, "clean", canary_mode="parallel")
+        r = _detect(digits_files, "clean", canary=False, canary_mode="auto",
+                    method="mask")
+        assert not r.settings.canary_parallel
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_report_dir_from_a_real_scan(monkeypatch, digits_files, backdoor_scan, tmp_path, capsys):

@@ -1,17 +1,24 @@
-"""Repair benchmark: Pivotal Tuning variants on backdoored ONNX models, real-trigger ASR per step.
+"""Repair benchmark: Pivotal Tuning variants on backdoored ONNX models, side by side in one run.
 
-    python -m scanner.eval.bench_repair --models fixtures/models/resnet8_badnets.onnx \
-        --config '{"unlearn": 0}' --config '{}' --steps 400
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[012].onnx' \\
+        --config '{}' --config '{"unlearn": 1.0}' --jobs 2 --threads 1
 
 Each model needs its recipe sidecar (``.json`` beside it, as ``scan attack`` writes) to know the
-attack and target. Trusted data: the shipped 500-image CIFAR-10 sample (80 % tuning, 20 %
-held-out, as a scan splits it); the real trigger's ASR and the clean accuracy are measured on
-2 000 stratified CIFAR-10 test images (``../shared/data``), which the repair never sees.
+attack and target. Trusted data are drawn exactly as ``bench_detect`` draws them (``--trusted
+N`` stratified CIFAR-10 test images, seed ``--seed``, 20 % held out for the Delta rule), so a
+config measured here is the repair a scan would run; ``--trusted DIR`` uses a folder instead
+(the shipped 500-image sample was how the first repair figures were made). The real trigger's ASR
+and the clean accuracy are measured on 2 000 further test images the repair never sees. The loops
+run in the scan's precision and weight layout (``--precision``, ``--nchw``).
+
+The target is issue 4's: real-trigger ASR <= 0.05 with a test-accuracy drop <= 2 points for the
+state the repair keeps by its own held-out rule. The summary counts exactly that per config.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 import time
@@ -20,64 +27,157 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+ASR_TARGET, DROP_TARGET = 0.05, 0.02
+
+
+def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: int,
+                threads: int, precision: str, nchw: bool, trajectory: int) -> dict:
+    """One model under one config: the row ``--out`` records (runs in a worker with ``--jobs``)."""
+    from scanner.attacks import get_attack
+    from scanner.budget import get_budget
+    from scanner.classifier import SplitClassifier, predict
+    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+    from scanner.eval.bench_detect import _trusted_and_eval
+    from scanner.io.data import TrustedData, load_trusted
+    from scanner.io.loader import load_model
+    from scanner.ops.metrics import accuracy, attack_success_rate
+    from scanner.ops.precision import Compute, resolve_precision, to_fast_layout
+
+    torch.set_num_threads(threads)
+    device = torch.device("cpu")
+    rec = json.loads(Path(path).with_suffix(".json").read_text())["recipe"]
+    loaded = load_model(path)
+    model = SplitClassifier.from_loaded(loaded).eval()
+    if trusted.isdigit():
+        xt, yt, xe, ye = _trusted_and_eval(int(trusted), seed)
+        data = TrustedData(xt, yt)
+    else:
+        from scanner.attacks.bench import load_subset
+
+        data = load_trusted(trusted, loaded.spec, loaded.num_classes)
+        _, _, xe, ye = load_subset(10, 2000)
+    precision = resolve_precision(precision, device)
+    fast_layout = not nchw and to_fast_layout(model, data.x[:8])
+    tune, held = data.split(0.2, seed=seed)
+    attack = get_attack(rec["attack"], m=max(1, rec["m"]), target=rec["target"], seed=rec["seed"])
+    xa = attack.apply(xe)
+
+    def measure(m) -> dict:
+        return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
+                "cda_test": accuracy(predict(m, xe), ye)}
+
+    budget = get_budget("cpu", "standard")
+    over = {"steps": steps or budget.repair_steps, "batch_size": budget.repair_batch,
+            "seed": seed, **({"eval_every": trajectory} if trajectory else {}),
+            **json.loads(config)}
+    cfg = PivotalConfig.for_device(device, **over)
+    t = time.perf_counter()
+    with Compute(device, precision).loops():
+        res = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
+                             monitor=measure if trajectory else None)
+    wall = time.perf_counter() - t
+    before, after = measure(model), measure(res.model)
+    return {"model": Path(path).name, "config": config, "target": rec["target"],
+            "asr_before": before["asr"], "cda_before": before["cda_test"],
+            "asr_after": after["asr"], "cda_after": after["cda_test"],
+            "cda_drop": before["cda_test"] - after["cda_test"], "kept_step": res.best_step,
+            "held_drop": res.cda_drop, "moved": res.moved, "wall_s": wall,
+            "precision": precision, "channels_last": fast_layout, "steps": cfg.steps,
+            "trajectory": [{"step": c.step, "held": c.cda, **c.extra} for c in res.trajectory]}
+
+
+def meets_target(row: dict) -> bool:
+    return row["moved"] and row["asr_after"] <= ASR_TARGET and row["cda_drop"] <= DROP_TARGET
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """Per-model table, then per config: how many models meet the target, means, wall time."""
+    out = [f"{'model':<28} {'config':<36} {'CDA0':>5} {'ASR0':>5} {'kept':>5} {'CDA':>5} "
+           f"{'drop':>5} {'ASR':>5} {'ok':>3} {'s':>5}"]
+    for r in sorted(rows, key=lambda r: (r["config"], r["model"])):
+        out.append(f"{r['model']:<28} {r['config'][:36]:<36} {r['cda_before']:>5.3f} "
+                   f"{r['asr_before']:>5.3f} {r['kept_step']:>5} {r['cda_after']:>5.3f} "
+                   f"{100 * r['cda_drop']:>+5.1f} {r['asr_after']:>5.3f} "
+                   f"{'yes' if meets_target(r) else 'no':>3} {r['wall_s']:>5.0f}")
+    for config in dict.fromkeys(r["config"] for r in rows):
+        rs = [r for r in rows if r["config"] == config]
+        n = len(rs)
+        low = sum(r["moved"] and r["asr_after"] <= ASR_TARGET for r in rs)
+        out.append(f"config {config}: {sum(map(meets_target, rs))}/{n} at ASR <= {ASR_TARGET} "
+                   f"with test CDA drop <= {100 * DROP_TARGET:.0f} points ({low}/{n} at the ASR "
+                   f"alone); mean ASR {sum(r['asr_after'] for r in rs) / n:.3f}, mean drop "
+                   f"{100 * sum(r['cda_drop'] for r in rs) / n:+.1f} points, "
+                   f"mean {sum(r['wall_s'] for r in rs) / n:.0f} s per repair")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scanner.attacks import get_attack
-    from scanner.attacks.bench import load_subset
-    from scanner.classifier import SplitClassifier, predict
-    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
-    from scanner.io.data import load_trusted
-    from scanner.io.loader import load_model
-    from scanner.ops.metrics import accuracy, attack_success_rate
+    from scanner.ops.precision import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="python -m scanner.eval.bench_repair", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", required=True)
-    ap.add_argument("--trusted", default=str(ROOT / "fixtures" / "cifar10_sample"))
+    ap.add_argument("--models", nargs="+", required=True, help="ONNX files or glob patterns")
+    ap.add_argument("--trusted", default="500",
+                    help="N: N stratified CIFAR-10 test images (as bench_detect); or a folder")
     ap.add_argument("--config", action="append", default=None,
                     help="JSON overrides of PivotalConfig; repeat to compare variants")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="repair steps (default: the CPU standard budget's, as a scan)")
+    ap.add_argument("--trajectory", type=int, default=0, metavar="K",
+                    help="also measure test ASR/CDA every K steps (slower); 0: kept state only")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=1, help="repairs at once, one process each")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap.add_argument("--nchw", action="store_true", help="keep NCHW weights (a scan uses "
+                                                        "channels_last on CPU)")
+    ap.add_argument("--out", default=None, help="append per-run JSON lines here")
+    ap.add_argument("--summarize", default=None, metavar="JSONL",
+                    help="run nothing: print the summary of rows written by --out")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    _, _, xe, ye = load_subset(10, 2000)
+    if args.summarize:
+        rows = [json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]
+        rows = list({(r["model"], r["config"]): r for r in rows}.values())
+        print("\n".join(summary_lines(rows)))
+        return 0
+    if args.jobs < 1 or args.threads < 1:
+        print("--jobs and --threads must be at least 1", file=sys.stderr)
+        return 2
+    paths = sorted({p for pat in args.models for p in glob.glob(pat)})
+    if not paths:
+        print("no models found", file=sys.stderr)
+        return 2
+    configs = args.config or ["{}"]
+    for c in configs:
+        json.loads(c)  # fail before any work on a typo
+    job = dict(trusted=args.trusted, steps=args.steps, seed=args.seed, threads=args.threads,
+               precision=args.precision, nchw=args.nchw, trajectory=args.trajectory)
+    work = [(p, c) for c in configs for p in paths]
+    t0 = time.perf_counter()
     rows = []
-    for path in args.models:
-        rec = json.loads(Path(path).with_suffix(".json").read_text())["recipe"]
-        loaded = load_model(path)
-        model = SplitClassifier.from_loaded(loaded).eval()
-        data = load_trusted(args.trusted, loaded.spec, loaded.num_classes)
-        tune, held = data.split(0.2, seed=args.seed)
-        attack = get_attack(rec["attack"], m=max(1, rec["m"]), target=rec["target"],
-                            seed=rec["seed"])
-        xa = attack.apply(xe)
 
-        def monitor(m):
-            return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
-                    "cda_test": accuracy(predict(m, xe), ye)}
+    def record(row: dict) -> None:
+        rows.append(row)
+        print(f"{row['model']} {row['config']}: ASR {row['asr_before']:.3f} -> "
+              f"{row['asr_after']:.3f}, CDA drop {100 * row['cda_drop']:+.1f} points, "
+              f"{row['wall_s']:.0f} s", file=sys.stderr, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
-        for text in args.config or ["{}"]:
-            over = {"steps": args.steps, "eval_every": args.eval_every, "seed": args.seed,
-                    **json.loads(text)}
-            t = time.perf_counter()
-            res = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, PivotalConfig(**over),
-                                 monitor=monitor)
-            wall = time.perf_counter() - t
-            print(f"# {Path(path).name} {text}", flush=True)
-            for ck in res.trajectory:
-                print(f"  step {ck.step:5d} held {ck.cda:.3f} test {ck.extra['cda_test']:.3f} "
-                      f"ASR {ck.extra['asr']:.3f}", flush=True)
-            p0, kept = res.trajectory[0].extra, monitor(res.model)
-            rows.append((Path(path).name, text, p0["cda_test"], p0["asr"], res.best_step,
-                         kept["cda_test"], kept["asr"], res.moved, wall))
-    print(f"{'model':<22} {'config':<40} {'CDA0':>5} {'ASR0':>5} {'kept':>5} {'CDA':>5} "
-          f"{'ASR':>5} {'moved':>5} {'s':>5}")
-    for name, text, c0, a0, step, c1, a1, moved, wall in rows:
-        print(f"{name:<22} {text:<40} {c0:>5.3f} {a0:>5.3f} {step:>5} {c1:>5.3f} {a1:>5.3f} "
-              f"{str(moved):>5} {wall:>5.0f}")
+    if args.jobs == 1:
+        for p, c in work:
+            record(_repair_one(p, c, **job))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+            for fut in as_completed([ex.submit(_repair_one, p, c, **job) for p, c in work]):
+                record(fut.result())
+    print("\n".join(summary_lines(rows)))
+    print(f"{len(work)} repairs, {args.jobs} job(s) x {args.threads} thread(s), precision "
+          f"{args.precision}: {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -86,7 +86,9 @@ def render_scan(res: ScanResult, console: Console) -> None:
                       highlight=False)
     tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
     console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}"
-                  f", {res.settings.precision} loops", highlight=False)
+                  f", {res.settings.precision} loops"
+                  + (", canary beside the detection" if res.settings.canary_parallel else ""),
+                  highlight=False)
 
 
 _STATUS_STYLE = {"repaired": "bold green", "not-repaired": "bold yellow",
