@@ -446,3 +446,27 @@ def test_bench_detect_counts_flags_at_the_gate_threshold():
             {"backdoored": False, "target": 0, "mask_score": 1.0, "nc_top": 1}]
     assert _flag_counts(rows, "mask") == ("mask >= 3.5: backdoored flagged 2/2 (1 at the target), "
                                           "clean flagged 1/2")
+
+
+def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
+    """ASR <= 0.05 and a test-accuracy drop <= 2 points, by the state the repair keeps; a repair
+    that never moved counts as a failure whatever its numbers."""
+    from scanner.eval.bench_repair import main as bench_repair_main, meets_target
+
+    base = {"target": 0, "asr_before": 0.99, "cda_before": 0.70, "kept_step": 300,
+            "held_drop": 0.01, "wall_s": 60.0, "trajectory": []}
+    rows = [dict(base, model="a.onnx", config="{}", asr_after=0.04, cda_after=0.69, cda_drop=0.01,
+                 moved=True),
+            dict(base, model="b.onnx", config="{}", asr_after=0.04, cda_after=0.67, cda_drop=0.03,
+                 moved=True),
+            dict(base, model="a.onnx", config='{"x": 1}', asr_after=0.06, cda_after=0.70,
+                 cda_drop=0.0, moved=True),
+            dict(base, model="b.onnx", config='{"x": 1}', asr_after=0.0, cda_after=0.70,
+                 cda_drop=0.0, moved=False)]
+    assert [meets_target(r) for r in rows] == [True, False, False, False]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert bench_repair_main(["--models", "unused", "--summarize", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "config {}: 1/2 at ASR <= 0.05 with test CDA drop <= 2 points (2/2 at the ASR alone)" in out
+    assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
