@@ -470,3 +470,31 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "config {}: 1/2 at ASR <= 0.05 with test CDA drop <= 2 points (2/2 at the ASR alone)" in out
     assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
+
+
+def _job_power(base: int, exp: int = 2) -> tuple[int, int]:
+    import os
+
+    if base < 0:
+        raise ValueError("negative base")
+    return base ** exp, os.getpid()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_jobs_gives_every_result_in_and_out_of_process(jobs):
+    """The --jobs path of the benchmarks: spawned workers, a partial with keyword arguments,
+    every result delivered once, a worker's exception raised in the caller."""
+    import functools
+    import os
+
+    from scanner.eval.jobs import run_jobs
+
+    got = []
+    run_jobs(functools.partial(_job_power, exp=3), [(b,) for b in range(6)], jobs, got.append)
+    assert sorted(v for v, _ in got) == [0, 1, 8, 27, 64, 125]
+    pids = {pid for _, pid in got}
+    assert (pids == {os.getpid()}) if jobs == 1 else (os.getpid() not in pids)
+    with pytest.raises(ValueError, match="negative base"):
+        run_jobs(_job_power, [(2,), (-1,)], jobs, lambda r: None)
+    with pytest.raises(ValueError, match="at least 1"):
+        run_jobs(_job_power, [(2,)], 0, lambda r: None)

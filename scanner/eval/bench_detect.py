@@ -12,6 +12,7 @@ real-trigger ASR before and after Pivotal Tuning.
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import sys
@@ -157,6 +158,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scanner.eval.jobs import run_jobs
     from scanner.ops.precision import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,16 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    if args.jobs == 1:
-        for p in paths:
-            record(_scan_one(p, **job))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-            for fut in as_completed([ex.submit(_scan_one, p, **job) for p in paths]):
-                record(fut.result())
+    run_jobs(functools.partial(_scan_one, **job), [(p,) for p in paths], args.jobs, record)
     _print_table(sorted(rows, key=lambda r: r["model"]), methods)
     print(f"{len(rows)} models, {args.jobs} job(s) x {args.threads} thread(s), budget "
           f"{args.budget}, precision {args.precision}: {time.perf_counter() - t0:.0f} s")

@@ -18,6 +18,7 @@ state the repair keeps by its own held-out rule. The summary counts exactly that
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import sys
@@ -112,6 +113,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scanner.eval.jobs import run_jobs
     from scanner.ops.precision import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="python -m scanner.eval.bench_repair", description=__doc__,
@@ -165,16 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    if args.jobs == 1:
-        for p, c in work:
-            record(_repair_one(p, c, **job))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
-            for fut in as_completed([ex.submit(_repair_one, p, c, **job) for p, c in work]):
-                record(fut.result())
+    run_jobs(functools.partial(_repair_one, **job), work, args.jobs, record)
     print("\n".join(summary_lines(rows)))
     print(f"{len(work)} repairs, {args.jobs} job(s) x {args.threads} thread(s), precision "
           f"{args.precision}: {time.perf_counter() - t0:.0f} s")

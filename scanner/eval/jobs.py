@@ -1,0 +1,33 @@
+"""Benchmarks' one way to run independent jobs: in this process, or in spawned worker processes.
+
+Why processes (not threads) here: each job is a whole benchmark row with its own torch thread
+count and seeds, and a crashed or leaking job must not take the others' numbers with it. Why
+"spawn": a forked child inherits torch's OpenMP pool in an undefined state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+
+def run_jobs(fn: Callable[..., Any], work: Iterable[tuple], jobs: int,
+             on_result: Callable[[Any], None]) -> None:
+    """Call ``fn(*args)`` for every ``args`` in ``work``; ``on_result`` gets each result.
+
+    ``jobs == 1`` runs in order, here. Otherwise ``jobs`` worker processes run them and results
+    arrive as they finish (``fn`` must be a module-level function or a ``functools.partial`` of
+    one). A job's exception re-raises here.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    work = list(work)
+    if jobs == 1:
+        for args in work:
+            on_result(fn(*args))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        for fut in as_completed([ex.submit(fn, *args) for args in work]):
+            on_result(fut.result())
