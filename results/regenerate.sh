@@ -5,7 +5,7 @@
 # re-running skips what the results files already hold).
 #
 #   bash results/regenerate.sh            # everything
-#   bash results/regenerate.sh zoo        # one part: zoo | detect | holdout | timing | robustness | detectability | tables
+#   bash results/regenerate.sh zoo        # one part: zoo | detect | holdout | timing | repair | robustness | detectability | tables
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -60,7 +60,33 @@ if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of 
     done
     scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --seed 0 \
         --device cpu --json > "$OUT/timing/scan_resnet20_clean_default_auto.json" 2> /dev/null || rc=$?
+    # session 8: the canary beside the main detection (parallel, the default) or after it
+    for m in clean badnets; do
+        for mode in parallel sequential; do
+            scan "fixtures/models/resnet20_$m.onnx" --trusted fixtures/cifar10_sample --method cti \
+                --budget standard --seed 0 --device cpu --canary-mode "$mode" --json \
+                > "$OUT/timing/scan_resnet20_${m}_cti_$mode.json" 2> /dev/null || rc=$?
+        done
+    done
+    scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
+        --budget standard --seed 1 --device cpu --canary-mode parallel --json \
+        > "$OUT/timing/scan_resnet20_clean_cti_parallel_seed1.json" 2> /dev/null || rc=$?
     echo "exit $rc"
+fi
+if run repair; then  # RESULTS.md 3b: in-scan repair configs, dev BadNets models then held-out
+    python -m fixtures.recipes zoo --threads 2
+    python -m fixtures.recipes holdout --threads 2
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[012].onnx' \
+        --config '{}' --config '{"unlearn": 1.0}' --config '{"unlearn_target": 0.5}' \
+        --config '{"distill": 3.0}' --config '{"patch_aug": 0.3}' --config '{"steps": 500}' \
+        --jobs 2 --threads 1 --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev.txt"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[012].onnx' \
+        --config '{"distill": 3.0, "steps": 500}' --config '{"distill": 3.0, "unlearn_target": 0.5}' \
+        --config '{"distill": 10.0}' --config '{"distill": 3.0, "unlearn": 0.6}' \
+        --jobs 2 --threads 1 --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev_round2.txt"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[345].onnx' \
+        --config '{}' --config '{"distill": 3.0}' \
+        --jobs 2 --threads 1 --out "$OUT/repair_holdout.jsonl" > "$OUT/repair_holdout.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

@@ -30,10 +30,10 @@ def digits_files(tmp_path_factory):
     return d
 
 
-def _detect(files, kind, **settings):
+def _detect(files, kind, budget_overrides=None, **settings):
     s = pipeline.ScanSettings(budget_level="fast", **settings)
     return pipeline.detect(files / f"{kind}.safetensors", files / "trusted.npz", arch="resnet8",
-                           settings=s)
+                           settings=s, budget_overrides=budget_overrides)
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +246,8 @@ def test_parallel_canary_refused_where_it_cannot_run(digits_files):
         torch.set_num_threads(1)
         with pytest.raises(InputError, match="canary-mode"):
             _detect(digits_files, "clean", canary_mode="parallel")
-        r = _detect(digits_files, "clean", canary=False, canary_mode="auto",
-                    method="mask")
+        r = _detect(digits_files, "clean", {"invert_steps": 10}, canary=False,
+                    canary_mode="auto", method="mask")
         assert not r.settings.canary_parallel
     finally:
         torch.set_num_threads(before)
