@@ -71,6 +71,14 @@ if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of 
     scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
         --budget standard --seed 1 --device cpu --canary-mode parallel --json \
         > "$OUT/timing/scan_resnet20_clean_cti_parallel_seed1.json" 2> /dev/null || rc=$?
+    scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --method cti \
+        --budget standard --seed 1 --device cpu --canary-mode sequential --json \
+        > "$OUT/timing/scan_resnet20_clean_cti_sequential_seed1.json" 2> /dev/null || rc=$?
+    for mode in parallel sequential; do
+        scan fixtures/models/resnet20_clean.onnx --trusted fixtures/cifar10_sample --seed 0 \
+            --device cpu --canary-mode "$mode" --json \
+            > "$OUT/timing/scan_resnet20_clean_default_$mode.json" 2> /dev/null || rc=$?
+    done
     echo "exit $rc"
 fi
 if run repair; then  # RESULTS.md 3b: in-scan repair configs, dev BadNets models then held-out
