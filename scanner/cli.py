@@ -256,9 +256,6 @@ def detect_cmd(
     if method is not None and method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     _check_precision(precision)
-    if canary_mode not in pipeline.CANARY_MODES:
-        raise InputError(f"--canary-mode must be one of {', '.join(pipeline.CANARY_MODES)}, "
-                         f"got {canary_mode!r}")
     policy = find_policy(config)
     dev = resolve_device(device)
     torch.manual_seed(seed)

@@ -313,6 +313,9 @@ def detect(model_path: str | Path, trusted: str | Path, *, arch: str | None = No
     policy = policy or load_policy()
     device = device or torch.device("cpu")
     settings = settings or ScanSettings()
+    if settings.canary_mode not in CANARY_MODES:  # before minutes of loading and checks
+        raise InputError(f"--canary-mode must be one of {', '.join(CANARY_MODES)}, "
+                         f"got {settings.canary_mode!r}")
     prep = _prepare(model_path, trusted, arch=arch, spec_overrides=spec_overrides,
                     labels_file=labels_file, policy=policy, settings=settings,
                     budget_overrides=budget_overrides, device=device, t0=t0)

@@ -498,3 +498,25 @@ def test_run_jobs_gives_every_result_in_and_out_of_process(jobs):
         run_jobs(_job_power, [(2,), (-1,)], jobs, lambda r: None)
     with pytest.raises(ValueError, match="at least 1"):
         run_jobs(_job_power, [(2,)], 0, lambda r: None)
+
+
+def test_benchmark_rows_round_trip_and_model_lookup(tmp_path):
+    """--out rows append (a rerun's row replaces the older one on reading); a typo in --models
+    or --jobs fails before any work."""
+    from scanner.eval.jobs import append_row, find_models, read_rows
+
+    out = str(tmp_path / "rows.jsonl")
+    append_row(out, {"model": "a", "v": 1})
+    append_row(out, {"model": "b", "v": 2})
+    append_row(out, {"model": "a", "v": 3})
+    append_row(None, {"model": "c", "v": 4})  # no --out: nothing written
+    assert sorted((r["model"], r["v"]) for r in read_rows(out, key=lambda r: r["model"])) == [
+        ("a", 3), ("b", 2)]
+    (tmp_path / "m1.onnx").write_bytes(b"")
+    (tmp_path / "m2.onnx").write_bytes(b"")
+    pat = str(tmp_path / "*.onnx")
+    assert find_models([pat, pat], 1, 1) == [str(tmp_path / "m1.onnx"), str(tmp_path / "m2.onnx")]
+    with pytest.raises(ValueError, match="no models"):
+        find_models([str(tmp_path / "*.pt")], 1, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        find_models([pat], 0, 1)

@@ -246,6 +246,8 @@ def test_parallel_canary_refused_where_it_cannot_run(digits_files):
         torch.set_num_threads(1)
         with pytest.raises(InputError, match="canary-mode"):
             _detect(digits_files, "clean", canary_mode="parallel")
+        with pytest.raises(InputError, match="--canary-mode must be one of"):
+            _detect(digits_files, "clean", canary_mode="bogus")
         r = _detect(digits_files, "clean", {"invert_steps": 10}, canary=False,
                     canary_mode="auto", method="mask")
         assert not r.settings.canary_parallel

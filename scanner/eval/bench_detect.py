@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import glob
 import json
 import sys
 import time
@@ -158,7 +157,7 @@ def _scan_one(path: str, methods: list[str], budget_level: str, n_trusted: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scanner.eval.jobs import run_jobs
+    from scanner.eval.jobs import append_row, find_models, read_rows, run_jobs
     from scanner.ops.precision import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,17 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     methods = args.methods.split(",")
     if args.summarize:
-        rows = [json.loads(line) for line in Path(args.summarize).read_text().splitlines()
-                if line.strip()]
-        rows = list({r["model"]: r for r in rows}.values())  # a rerun's row replaces the older one
+        rows = read_rows(args.summarize, key=lambda r: r["model"])  # a rerun replaces a row
         _print_table(sorted(rows, key=lambda r: r["model"]), methods)
         return 0
-    if args.jobs < 1 or args.threads < 1:
-        print("--jobs and --threads must be at least 1", file=sys.stderr)
-        return 2
-    paths = sorted({p for pat in args.models for p in glob.glob(pat)})
-    if not paths:
-        print("no models found", file=sys.stderr)
+    try:
+        paths = find_models(args.models, args.jobs, args.threads)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     job = dict(methods=methods, budget_level=args.budget, n_trusted=args.trusted,
                seed=args.seed, threads=args.threads, precision=args.precision, nchw=args.nchw)
@@ -205,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(row: dict) -> None:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        append_row(args.out, row)
 
     run_jobs(functools.partial(_scan_one, **job), [(p,) for p in paths], args.jobs, record)
     _print_table(sorted(rows, key=lambda r: r["model"]), methods)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import glob
 import json
 import sys
 import time
@@ -113,7 +112,7 @@ def summary_lines(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scanner.eval.jobs import run_jobs
+    from scanner.eval.jobs import append_row, find_models, read_rows, run_jobs
     from scanner.ops.precision import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="python -m scanner.eval.bench_repair", description=__doc__,
@@ -138,16 +137,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="run nothing: print the summary of rows written by --out")
     args = ap.parse_args(argv)
     if args.summarize:
-        rows = [json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]
-        rows = list({(r["model"], r["config"]): r for r in rows}.values())
+        rows = read_rows(args.summarize, key=lambda r: (r["model"], r["config"]))
         print("\n".join(summary_lines(rows)))
         return 0
-    if args.jobs < 1 or args.threads < 1:
-        print("--jobs and --threads must be at least 1", file=sys.stderr)
-        return 2
-    paths = sorted({p for pat in args.models for p in glob.glob(pat)})
-    if not paths:
-        print("no models found", file=sys.stderr)
+    try:
+        paths = find_models(args.models, args.jobs, args.threads)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     configs = args.config or ["{}"]
     for c in configs:
@@ -163,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['model']} {row['config']}: ASR {row['asr_before']:.3f} -> "
               f"{row['asr_after']:.3f}, CDA drop {100 * row['cda_drop']:+.1f} points, "
               f"{row['wall_s']:.0f} s", file=sys.stderr, flush=True)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        append_row(args.out, row)
 
     run_jobs(functools.partial(_repair_one, **job), work, args.jobs, record)
     print("\n".join(summary_lines(rows)))
