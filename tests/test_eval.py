@@ -472,6 +472,16 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
 
 
+def test_bench_repair_floor_table_takes_the_worst_model_per_class():
+    from scanner.eval.bench_repair import floor_lines
+
+    lines = floor_lines([{"model": "a.onnx", "cda": 0.7, "asr": [0.01, 0.06, 0.02]},
+                         {"model": "b.onnx", "cda": 0.8, "asr": [0.03, 0.04, 0.00]}], "badnets")
+    assert lines[1].split() == ["model", "CDA", "t0", "t1", "t2"]
+    assert lines[2].split() == ["a.onnx", "0.700", "0.010", "0.060", "0.020"]
+    assert lines[-1].split() == ["max", "0.030", "0.060", "0.020"]
+
+
 def _job_power(base: int, exp: int = 2) -> tuple[int, int]:
     import os
 

@@ -10,7 +10,7 @@ from torch import nn
 from scanner.classifier import SplitClassifier, predict
 from scanner.defenses.batchnorm import fold_batchnorm, unfold_batchnorm
 from scanner.defenses.unlearn import (OnlineTriggers, UnlearnConfig, random_other_class,
-                                      unlearning_loss)
+                                      trigger_classes, unlearning_loss)
 from scanner.io.data import TrustedData
 from scanner.io.spec import InputSpec
 from scanner.ops.metrics import attack_success_rate
@@ -53,6 +53,40 @@ def test_random_other_class_never_the_label():
     c = random_other_class(y, 10, torch.Generator().manual_seed(0))
     assert not torch.any(c == y)
     assert set(c[y == 3].tolist()) == set(range(10)) - {3}
+
+
+def test_trigger_classes_focus_share_and_never_the_label():
+    y = torch.arange(10).repeat(2000)
+    g = torch.Generator().manual_seed(0)
+    plain = trigger_classes(y, 10, torch.Generator().manual_seed(0))
+    # no focus: exactly the uniform draw (no extra random numbers, so old seeds repeat)
+    assert torch.equal(plain, random_other_class(y, 10, torch.Generator().manual_seed(0)))
+    c = trigger_classes(y, 10, g, focus_cls=3, focus=0.6)
+    assert not torch.any(c == y)
+    others = y != 3
+    # P(class 3) = 0.6 + 0.4 / 9 for labels other than 3; labels 3 keep the uniform draw
+    share = float((c[others] == 3).float().mean())
+    assert share == pytest.approx(0.6 + 0.4 / 9, abs=0.02)
+    assert set(c[y == 3].tolist()) == set(range(10)) - {3}
+
+
+def test_seed_class_starts_a_trigger_from_a_reversed_one():
+    from scanner.ops.triggers import tanh_to_unit
+
+    g = torch.Generator().manual_seed(0)
+    trig = OnlineTriggers(4, (3, 8, 8), UnlearnConfig(), g, torch.device("cpu"))
+    other = trig.mask_w.detach()[0].clone()
+    mask = torch.zeros(1, 8, 8)
+    mask[:, -3:, -3:] = 1.0
+    pattern = torch.rand(3, 8, 8, generator=g)
+    trig.seed_class(2, mask, pattern)
+    assert torch.allclose(tanh_to_unit(trig.mask_w.detach()[2]), mask, atol=1e-3)
+    assert torch.allclose(tanh_to_unit(trig.pattern_w.detach()[2]), pattern, atol=1e-3)
+    assert torch.equal(trig.mask_w.detach()[0], other)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    out = trig.stamp(x, torch.tensor([2, 2]))
+    assert torch.allclose(out[:, :, -3:, -3:], pattern[:, -3:, -3:].expand(2, -1, -1, -1),
+                          atol=2e-3)
 
 
 def test_chase_moves_only_the_triggers_and_prices_the_mask():
@@ -111,6 +145,35 @@ def test_default_pivotal_tuning_removes_a_real_backdoor(digits_split):
     assert res.moved and res.cda_drop <= 0.02
     assert asr(res.model) <= 0.3, res.trajectory
     assert any(k in res.trajectory[-1].losses for k in ("unlearn", "distill"))
+
+
+def test_focused_repair_finds_the_target_and_reuses_a_given_detection(digits_split):
+    """``focus``: the suspect class is the backdoor's target, found by the repair's own mask
+    inversion; a given detection is used instead of inverting again; no focus, no note."""
+    import dataclasses
+
+    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+
+    net, attack = digits_model("badnets")
+    tune, held = digits_split
+    pivot = SplitClassifier(net, InputSpec())
+    cfg = PivotalConfig(steps=10, eval_every=5, focus=0.5, focus_steps=60, max_cda_drop=1.0)
+    res = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    assert res.info["focus_class"] == attack.config.target, res.notes
+    assert any("mask inversion" in n for n in res.notes)
+    again = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    a, b = again.model.net.state_dict(), res.model.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the focused repair repeats
+    from scanner.detectors.inversion import InversionConfig
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+
+    det = nc_detect(pivot, tune.x, tune.y, held.x, held.y, 10,
+                    NCConfig(InversionConfig(steps=5), statistic="log_mad"))
+    given = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg, detection=det)
+    assert given.info["focus_class"] == det.top_class
+    assert any("the given detection" in n for n in given.notes)
+    off = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, dataclasses.replace(cfg, focus=0))
+    assert "focus_class" not in off.info and not any("focused" in n for n in off.notes)
 
 
 def test_pivotal_tuning_with_unfolded_batchnorm_exports_plain_convs(digits_split):
@@ -200,3 +263,18 @@ def test_calibrated_scan_flags_the_backdoor_target_only(method, kind, digits_spl
             assert top.asr_pivot - top.asr_tuned >= 0.5
     else:
         assert not det.flagged and det.model_score < 3.5, det.extra
+
+
+def test_ema_update_by_hand():
+    from scanner.defenses.base import _ema_update
+
+    avg, model = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        avg.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        avg.bias.fill_(0.0)
+        model.weight.copy_(torch.tensor([[3.0, 0.0]]))
+        model.bias.fill_(1.0)
+    _ema_update(avg, model, 0.75)
+    assert torch.allclose(avg.weight, torch.tensor([[1.5, 1.5]]))
+    assert torch.allclose(avg.bias, torch.tensor([0.25]))
+    assert torch.equal(model.weight, torch.tensor([[3.0, 0.0]]))  # the model is left alone

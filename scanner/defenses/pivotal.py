@@ -35,7 +35,9 @@ from scanner.defenses.base import (Monitor, adam_cosine, ProgressFn, RepairResul
                                    cfg_for_device, finetune_loop, pick_lr, random_patches,
                                    sgd_cosine, start_repair)
 from scanner.defenses.batchnorm import fold_batchnorm, unfold_batchnorm
-from scanner.defenses.unlearn import OnlineTriggers, UnlearnConfig, unlearning_loss
+from scanner.defenses.unlearn import (OnlineTriggers, UnlearnConfig, bn_stats_kept,
+                                      unlearning_loss)
+from scanner.detectors.result import DetectionResult
 from scanner.ops.latent import class_centroids, parameter_distance, slol_code, slol_paper
 
 
@@ -73,6 +75,18 @@ class PivotalConfig:
     unlearn_mask_cost: float = 1e-2
     unlearn_target: float = 0.25  # share of triggered images the online triggers should fool
     unfold_bn: bool = False  # re-insert calibrated BatchNorm into BN-folded models while tuning
+    # Share of the unlearning triggers spent on the suspect class (0: off): the class with the
+    # most anomalous (smallest) reversed mask, from the scan's detection or, when none is given,
+    # a mask inversion of ``focus_steps`` steps run here; its trigger starts from the reversed one.
+    focus: float = 0.0
+    focus_steps: int = 200
+    focus_seed: bool = True  # start the suspect's trigger from the reversed one (else random)
+    # Unlearn towards the pivot's prediction on the clean image (KL) instead of the true label.
+    unlearn_soft: bool = False
+    # Weight of KL(pivot || tuned) on mixup blends of the batch (0: off): the pivot's function
+    # pinned on many more inputs than the 400 trusted images.
+    distill_mix: float = 0.0
+    ema: float = 0.0  # > 0: keep an exponential moving average of the weights (decay per step)
     seed: int = 0
 
     @classmethod
@@ -101,11 +115,20 @@ def slol_terms(form: str, pivot_c: torch.Tensor, tuned_c: torch.Tensor, mean: bo
 def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
                    x_held: torch.Tensor, y_held: torch.Tensor, cfg: PivotalConfig, *,
                    device: torch.device | None = None, monitor: Monitor | None = None,
-                   progress: ProgressFn | None = None) -> RepairResult:
-    """Repair ``pivot`` (left untouched) and return the best tuned copy within the CDA budget."""
+                   progress: ProgressFn | None = None,
+                   detection: DetectionResult | None = None) -> RepairResult:
+    """Repair ``pivot`` (left untouched) and return the best tuned copy within the CDA budget.
+
+    ``detection``: a mask-form detection of the same model (the scan's), used by ``focus``.
+    """
     t0 = time.perf_counter()
     pivot, tuned, g, device = start_repair(pivot, device, cfg.seed)
     notes: list[str] = []
+    suspect = None
+    if cfg.unlearn > 0 and cfg.focus > 0:
+        suspect, detection, why = _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg, detection,
+                                           device, progress)
+        notes.append(why)
     unfolded = 0
     if cfg.unfold_bn and not tuned.has_batchnorm():
         unfolded = unfold_batchnorm(tuned, x_tune.to(device))
@@ -128,6 +151,9 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
                                   UnlearnConfig(frac=cfg.unlearn_frac,
                                                 mask_cost=cfg.unlearn_mask_cost,
                                                 target_fooled=cfg.unlearn_target), g, device)
+        if suspect is not None and cfg.focus_seed:
+            i = detection.triggers.classes.index(suspect)
+            triggers.seed_class(suspect, detection.triggers.mask[i], detection.triggers.pattern[i])
 
     def step_fn(xb: torch.Tensor, yb: torch.Tensor, step: int):
         ft = tuned.features(xb)
@@ -135,7 +161,7 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
         ce = F.cross_entropy(lt, yb)
         with torch.no_grad():
             fp = pivot.features(xb)
-            lp = pivot.head(fp) if cfg.distill > 0 else None
+            lp = pivot.head(fp) if cfg.distill > 0 or cfg.unlearn_soft else None
         _, tc = class_centroids(ft, yb)
         _, pc = class_centroids(fp, yb)
         sa, sb = slol_terms(cfg.slol_form, pc, tc, cfg.slol_mean)
@@ -143,13 +169,25 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
         w = min(1.0, (step + 1) / warm)
         loss = ce + cfg.lambda_s * w * (sa + sb) + cfg.lambda_p * pd
         parts = {"ce": ce, "slol_a": sa, "slol_b": sb, "param_dist": pd}
-        if lp is not None:
+        if lp is not None and cfg.distill > 0:
             kl = F.kl_div(F.log_softmax(lt, 1), F.log_softmax(lp, 1), log_target=True,
                           reduction="batchmean")
             loss = loss + cfg.distill * kl
             parts["distill"] = kl
+        if cfg.distill_mix > 0:
+            lam = torch.rand(len(xb), 1, 1, 1, generator=g).to(xb)
+            xm = lam * xb + (1 - lam) * xb[torch.randperm(len(xb), generator=g).to(xb.device)]
+            with torch.no_grad():
+                lpm = pivot(xm)
+            with bn_stats_kept(tuned):
+                klm = F.kl_div(F.log_softmax(tuned(xm), 1), F.log_softmax(lpm, 1),
+                               log_target=True, reduction="batchmean")
+            loss = loss + cfg.distill_mix * klm
+            parts["distill_mix"] = klm
         if triggers is not None:
-            ul, fooled = unlearning_loss(tuned, triggers, xb, yb, triggers.mask_w.shape[0], g)
+            ul, fooled = unlearning_loss(tuned, triggers, xb, yb, triggers.mask_w.shape[0], g,
+                                         focus_cls=suspect, focus=cfg.focus,
+                                         soft_target=lp if cfg.unlearn_soft else None)
             loss = loss + cfg.unlearn * w * ul
             parts.update(unlearn=ul, fooled=fooled, mask_cost=triggers.cost)
         return loss, parts
@@ -159,4 +197,25 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
                         progress=progress, start=start)
     if unfolded:
         fold_batchnorm(res.model)
+    if suspect is not None:
+        res.info.update(focus_class=suspect, focus_score=detection.model_score)
     return res
+
+
+def _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
+             detection: DetectionResult | None, device, progress) -> tuple:
+    """(class, mask-form detection, note): the class whose reversed mask is the outlier."""
+    from scanner.detectors.inversion import InversionConfig
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+
+    source = "the given detection"
+    if detection is None or detection.triggers is None or detection.triggers.form != "mask":
+        with torch.no_grad():
+            k = int(pivot(x_tune[:1].to(device)).shape[1])
+        ncfg = NCConfig(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed), statistic="log_mad")
+        detection = nc_detect(pivot, x_tune, y_tune, x_held, y_held, k, ncfg, device=device,
+                              progress=progress)
+        source = f"a {cfg.focus_steps}-step mask inversion ({detection.wall_s:.0f} s)"
+    c = detection.top_class
+    return c, detection, (f"unlearning focused on class {c} ({cfg.focus:.0%} of triggered "
+                          f"images; outlier score {detection.model_score:.2f} from {source})")

@@ -71,6 +71,16 @@ class OnlineTriggers(nn.Module):
         self.cost = cfg.mask_cost
         self.fooled_avg = cfg.target_fooled
 
+    @torch.no_grad()
+    def seed_class(self, cls: int, mask: Tensor, pattern: Tensor) -> None:
+        """Start class ``cls``'s trigger from a reversed one (mask [1,H,W], pattern [C,H,W] in
+        [0,1]). Why: a trigger found by a full inversion of the suspect model is where the
+        backdoor is; chasing from there keeps it on the backdoor as tuning erodes it, where a
+        fresh start would spend the first steps finding it again."""
+        to_w = (lambda t: torch.atanh((2 * t.to(self.mask_w) - 1).clamp(-0.999, 0.999)))
+        self.mask_w[cls] = to_w(mask)
+        self.pattern_w[cls] = to_w(pattern)
+
     def rows(self, w: Tensor, cls: Tensor) -> Tensor:
         """``w[cls]`` as a one-hot product. Why not indexing: the backward of ``w[cls]`` with
         repeated classes accumulates in thread order, which made a seeded repair differ from
@@ -118,18 +128,44 @@ def random_other_class(y: Tensor, num_classes: int, generator: torch.Generator) 
     return (y + off) % num_classes
 
 
-def unlearning_loss(model: nn.Module, triggers: OnlineTriggers, x: Tensor, y: Tensor,
-                    num_classes: int, generator: torch.Generator) -> tuple[Tensor, float]:
-    """Chase the triggers one step, then the CE of keeping true labels under them.
+def trigger_classes(y: Tensor, num_classes: int, generator: torch.Generator,
+                    focus_cls: int | None = None, focus: float = 0.0) -> Tensor:
+    """The class whose trigger each image carries: a random other class, or with probability
+    ``focus`` the suspect class ``focus_cls`` (never an image's own class).
 
+    Why a focus: spread uniformly, the suspect class gets 1/(K-1) of the unlearning while the
+    other classes' triggers, adversarial patches of a clean model, are unlearned at the price
+    of clean accuracy. The extra draw happens only with a focus, so unfocused runs repeat.
+    """
+    cls = random_other_class(y, num_classes, generator)
+    if focus_cls is None or focus <= 0:
+        return cls
+    take = (torch.rand(y.shape, generator=generator).to(y.device) < focus) & (y != focus_cls)
+    return torch.where(take, torch.full_like(cls, focus_cls), cls)
+
+
+def unlearning_loss(model: nn.Module, triggers: OnlineTriggers, x: Tensor, y: Tensor,
+                    num_classes: int, generator: torch.Generator, *,
+                    focus_cls: int | None = None, focus: float = 0.0,
+                    soft_target: Tensor | None = None) -> tuple[Tensor, float]:
+    """Chase the triggers one step, then the loss of keeping the clean answer under them.
+
+    The clean answer is the true label (cross-entropy), or with ``soft_target`` (the pivot's
+    logits on the same images, unstamped) the pivot's own prediction (KL). Why the soft form:
+    a 400-image fine-tune fitting hard labels drags the model's function away from the pivot
+    and costs accuracy; asking only that a trigger not change the pivot's clean answer is the
+    invariance a backdoor lacks, and it keeps everything else where it was.
     Returns (loss, share of triggered images the triggers fooled before this step's update).
     """
     k = max(1, int(round(triggers.cfg.frac * len(y))))
     xs, ys = x[:k], y[:k]
-    cls = random_other_class(ys, num_classes, generator)
+    cls = trigger_classes(ys, num_classes, generator, focus_cls, focus)
     fooled = triggers.chase(model, xs, cls)
     with torch.no_grad():
         xt = triggers.stamp(xs, cls)
     with bn_stats_kept(model):
         logits = model(xt)
+    if soft_target is not None:
+        return F.kl_div(F.log_softmax(logits, 1), F.log_softmax(soft_target[:k].to(logits), 1),
+                        log_target=True, reduction="batchmean"), fooled
     return F.cross_entropy(logits, ys), fooled
