@@ -81,20 +81,45 @@ if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of 
     done
     echo "exit $rc"
 fi
-if run repair; then  # RESULTS.md 3b: in-scan repair configs, dev BadNets models then held-out
+if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then held-out
     python -m fixtures.recipes zoo --threads 2
     python -m fixtures.recipes holdout --threads 2
-    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[012].onnx' \
-        --config '{}' --config '{"unlearn": 1.0}' --config '{"unlearn_target": 0.5}' \
-        --config '{"distill": 3.0}' --config '{"patch_aug": 0.3}' --config '{"steps": 500}' \
-        --jobs 2 --threads 1 --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev.txt"
-    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[012].onnx' \
-        --config '{"distill": 3.0, "steps": 500}' --config '{"distill": 3.0, "unlearn_target": 0.5}' \
-        --config '{"distill": 10.0}' --config '{"distill": 3.0, "unlearn": 0.6}' \
-        --jobs 2 --threads 1 --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev_round2.txt"
+    python -m fixtures.recipes holdout2 --threads 2
+    DEV='.cache/zoo/*/*_badnets_s10[012].onnx'
+    R=(--jobs 2 --threads 1)
+    # the trigger's ASR on clean models: what no repair goes below (3c)
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_clean_s10[345].onnx' \
+        --floor badnets --threads 1 > "$OUT/repair_floor.txt"
+    # session 8 (3b). The defaults were then focus 0 and distill 1, so those are spelled out
+    # here; the committed rows name the configs as they were typed then ('{}' = the old default)
+    U='"focus": 0.0, "distill": 1.0'
+    python -m scanner.eval.bench_repair --models "$DEV" \
+        --config "{$U}" --config "{$U, \"unlearn\": 1.0}" --config "{$U, \"unlearn_target\": 0.5}" \
+        --config '{"focus": 0.0, "distill": 3.0}' --config "{$U, \"patch_aug\": 0.3}" \
+        --config "{$U, \"steps\": 500}" "${R[@]}" --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev.txt"
+    python -m scanner.eval.bench_repair --models "$DEV" \
+        --config '{"focus": 0.0, "distill": 3.0, "steps": 500}' \
+        --config '{"focus": 0.0, "distill": 3.0, "unlearn_target": 0.5}' \
+        --config '{"focus": 0.0, "distill": 10.0}' --config '{"focus": 0.0, "distill": 3.0, "unlearn": 0.6}' \
+        "${R[@]}" --out "$OUT/repair_dev.jsonl" > "$OUT/repair_dev_round2.txt"
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[345].onnx' \
-        --config '{}' --config '{"distill": 3.0}' \
-        --jobs 2 --threads 1 --out "$OUT/repair_holdout.jsonl" > "$OUT/repair_holdout.txt"
+        --config "{$U}" --config '{"focus": 0.0, "distill": 3.0}' \
+        "${R[@]}" --out "$OUT/repair_holdout.jsonl" > "$OUT/repair_holdout.txt"
+    # session 9 (3c): the focused repair on dev. The rows were written at commit e309ce8, where
+    # "focus_seed": false was needed for today's behaviour; the seeded focus, "unlearn_soft",
+    # "distill_mix" and "ema" existed only there (git checkout e309ce8 to rerun them)
+    python -m scanner.eval.bench_repair --models "$DEV" \
+        --config '{"focus": 1.0, "distill": 1.0}' --config '{"focus": 0.5, "distill": 1.0}' \
+        "${R[@]}" --out "$OUT/repair_dev_s9_focus2_dev.jsonl"
+    python -m scanner.eval.bench_repair --models "$DEV" \
+        --config '{"focus": 1.0}' --config '{}' --config '{"focus": 1.0, "distill": 1.0, "unlearn": 0.15}' \
+        "${R[@]}" --out "$OUT/repair_dev_s9_focus3_dev.jsonl"
+    # the dev winner (today's default, '{}') against the old default on both held-out zoos
+    for z in 345 678; do
+        python -m scanner.eval.bench_repair --models ".cache/zoo/*/*_badnets_s10[$z].onnx" \
+            --config "{$U}" --config '{}' "${R[@]}" --out "$OUT/repair_holdout_s9_$z.jsonl" \
+            > "$OUT/repair_holdout_s9_$z.txt"
+    done
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

@@ -187,7 +187,7 @@ def _run_detection(model, tune, held, num_classes: int, settings: ScanSettings, 
                    device: torch.device, progress=None, *, classes: list[int] | None = None,
                    reference=None) -> tuple:
     sub = {"classes": classes, "reference": reference}
-    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+    from scanner.defenses.pivotal import CALIBRATION, PivotalConfig, pivotal_tuning
     from scanner.detectors.cti import CTIConfig, cti_detect
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import NCConfig, nc_detect
@@ -202,7 +202,7 @@ def _run_detection(model, tune, held, num_classes: int, settings: ScanSettings, 
                          device=device, progress=_phase(progress, "trigger inversion"), **sub), None
     cfg = PivotalConfig.for_device(device, steps=budget.repair_steps,
                                    batch_size=budget.repair_batch, seed=settings.seed,
-                                   max_cda_drop=settings.max_cda_drop)
+                                   max_cda_drop=settings.max_cda_drop, **CALIBRATION)
     rep = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
                          progress=_phase(progress, "pivotal tuning"))
     if settings.method == "ratio":
@@ -489,7 +489,8 @@ def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, d
     cfg_cls, fn = get_defense(name)
     known = {f for f in getattr(cfg_cls, "__dataclass_fields__", {})}
     kw = {"steps": budget.repair_steps, "batch_size": budget.repair_batch,
-          "seed": settings.seed, "max_cda_drop": settings.max_cda_drop}
+          "seed": settings.seed, "max_cda_drop": settings.max_cda_drop,
+          "focus_steps": budget.invert_steps}
     kw = {k: v for k, v in kw.items() if k in known}
     cfg = config_for(cfg_cls, name, device, **{**kw, **settings.repair_params})
     with _loops(settings, device):

@@ -303,11 +303,15 @@ def test_repair_writes_a_verified_model_and_never_touches_the_input(digits_files
     m = load_model(out)  # the export imports back and matches onnxruntime
     assert m.parity.passed and m.num_classes == 10
     assert not list(tmp_path.glob(".*tmp"))
-    # the default repair (Pivotal Tuning), safetensors out, no re-scan: reloads under --arch
+    # the default repair (Pivotal Tuning, focused on the class a mask inversion of the budget's
+    # length picks), safetensors out, no re-scan: reloads under --arch
     out2 = tmp_path / "fixed.safetensors"
     assert main(["repair", str(src), "--arch", "resnet8", "--trusted",
                  str(digits_files / "trusted.npz"), "--out", str(out2), "--budget", "fast",
-                 "--no-rescan", "--quiet"]) == 0
+                 "--no-rescan", "--json", "--quiet"]) == 0
+    notes = json.loads(capsys.readouterr().out)["repair"]["notes"]
+    assert any("unlearning focused on class" in n and "a 100-step mask inversion" in n
+               for n in notes), notes
     assert load_model(out2, arch="resnet8").num_classes == 10
 
 

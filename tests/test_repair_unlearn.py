@@ -70,25 +70,6 @@ def test_trigger_classes_focus_share_and_never_the_label():
     assert set(c[y == 3].tolist()) == set(range(10)) - {3}
 
 
-def test_seed_class_starts_a_trigger_from_a_reversed_one():
-    from scanner.ops.triggers import tanh_to_unit
-
-    g = torch.Generator().manual_seed(0)
-    trig = OnlineTriggers(4, (3, 8, 8), UnlearnConfig(), g, torch.device("cpu"))
-    other = trig.mask_w.detach()[0].clone()
-    mask = torch.zeros(1, 8, 8)
-    mask[:, -3:, -3:] = 1.0
-    pattern = torch.rand(3, 8, 8, generator=g)
-    trig.seed_class(2, mask, pattern)
-    assert torch.allclose(tanh_to_unit(trig.mask_w.detach()[2]), mask, atol=1e-3)
-    assert torch.allclose(tanh_to_unit(trig.pattern_w.detach()[2]), pattern, atol=1e-3)
-    assert torch.equal(trig.mask_w.detach()[0], other)
-    x = torch.rand(2, 3, 8, 8, generator=g)
-    out = trig.stamp(x, torch.tensor([2, 2]))
-    assert torch.allclose(out[:, :, -3:, -3:], pattern[:, -3:, -3:].expand(2, -1, -1, -1),
-                          atol=2e-3)
-
-
 def test_chase_moves_only_the_triggers_and_prices_the_mask():
     net = _plain_net().eval()
     params = [p.clone() for p in net.parameters()]
@@ -264,17 +245,3 @@ def test_calibrated_scan_flags_the_backdoor_target_only(method, kind, digits_spl
     else:
         assert not det.flagged and det.model_score < 3.5, det.extra
 
-
-def test_ema_update_by_hand():
-    from scanner.defenses.base import _ema_update
-
-    avg, model = nn.Linear(2, 1), nn.Linear(2, 1)
-    with torch.no_grad():
-        avg.weight.copy_(torch.tensor([[1.0, 2.0]]))
-        avg.bias.fill_(0.0)
-        model.weight.copy_(torch.tensor([[3.0, 0.0]]))
-        model.bias.fill_(1.0)
-    _ema_update(avg, model, 0.75)
-    assert torch.allclose(avg.weight, torch.tensor([[1.5, 1.5]]))
-    assert torch.allclose(avg.bias, torch.tensor([0.25]))
-    assert torch.equal(model.weight, torch.tensor([[3.0, 0.0]]))  # the model is left alone

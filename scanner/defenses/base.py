@@ -213,10 +213,6 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     keeper = BestWithinBudget(start if start is not None else pivot, pivot_cda, cfg.max_cda_drop)
     traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
     patch_aug = getattr(cfg, "patch_aug", 0.0)
-    # ``ema`` > 0: checkpoints judge and keep an exponential moving average of the weights
-    # (decay ``ema`` per step) instead of the last iterate.
-    ema = getattr(cfg, "ema", 0.0)
-    avg = copy.deepcopy(tuned).eval() if ema > 0 else None
     n = len(y_tune)
     step = 0
     diverged = False
@@ -248,14 +244,11 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
             sched.step()
             if after_step is not None:
                 after_step(tuned)
-            if avg is not None:
-                _ema_update(avg, tuned, ema)
             step += 1
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                judged = avg if avg is not None else tuned
-                cda = heldout_accuracy(judged, x_held, y_held)
-                keeper.offer(judged, step, cda)
-                ck = Checkpoint(step, cda, monitor(judged) if monitor else {},
+                cda = heldout_accuracy(tuned, x_held, y_held)
+                keeper.offer(tuned, step, cda)
+                ck = Checkpoint(step, cda, monitor(tuned) if monitor else {},
                                 {**{k: _scalar(v) for k, v in parts.items()}, "total": loss.item()})
                 traj.append(ck)
                 if progress:
@@ -277,15 +270,6 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     return RepairResult(model=tuned, pivot_cda=pivot_cda, best_step=keeper.step,
                         best_cda=keeper.cda, trajectory=traj, moved=moved, param_distance=dist,
                         notes=notes, wall_s=time.perf_counter() - t0)
-
-
-@torch.no_grad()
-def _ema_update(avg: nn.Module, model: nn.Module, decay: float) -> None:
-    """avg <- decay * avg + (1 - decay) * model for parameters; buffers copied as they are."""
-    for pa, p in zip(avg.parameters(), model.parameters()):
-        pa.lerp_(p, 1.0 - decay)
-    for ba, b in zip(avg.buffers(), model.buffers()):
-        ba.copy_(b)
 
 
 def _scalar(v) -> float:

@@ -71,16 +71,6 @@ class OnlineTriggers(nn.Module):
         self.cost = cfg.mask_cost
         self.fooled_avg = cfg.target_fooled
 
-    @torch.no_grad()
-    def seed_class(self, cls: int, mask: Tensor, pattern: Tensor) -> None:
-        """Start class ``cls``'s trigger from a reversed one (mask [1,H,W], pattern [C,H,W] in
-        [0,1]). Why: a trigger found by a full inversion of the suspect model is where the
-        backdoor is; chasing from there keeps it on the backdoor as tuning erodes it, where a
-        fresh start would spend the first steps finding it again."""
-        to_w = (lambda t: torch.atanh((2 * t.to(self.mask_w) - 1).clamp(-0.999, 0.999)))
-        self.mask_w[cls] = to_w(mask)
-        self.pattern_w[cls] = to_w(pattern)
-
     def rows(self, w: Tensor, cls: Tensor) -> Tensor:
         """``w[cls]`` as a one-hot product. Why not indexing: the backward of ``w[cls]`` with
         repeated classes accumulates in thread order, which made a seeded repair differ from
@@ -146,15 +136,9 @@ def trigger_classes(y: Tensor, num_classes: int, generator: torch.Generator,
 
 def unlearning_loss(model: nn.Module, triggers: OnlineTriggers, x: Tensor, y: Tensor,
                     num_classes: int, generator: torch.Generator, *,
-                    focus_cls: int | None = None, focus: float = 0.0,
-                    soft_target: Tensor | None = None) -> tuple[Tensor, float]:
-    """Chase the triggers one step, then the loss of keeping the clean answer under them.
+                    focus_cls: int | None = None, focus: float = 0.0) -> tuple[Tensor, float]:
+    """Chase the triggers one step, then the CE of keeping true labels under them.
 
-    The clean answer is the true label (cross-entropy), or with ``soft_target`` (the pivot's
-    logits on the same images, unstamped) the pivot's own prediction (KL). Why the soft form:
-    a 400-image fine-tune fitting hard labels drags the model's function away from the pivot
-    and costs accuracy; asking only that a trigger not change the pivot's clean answer is the
-    invariance a backdoor lacks, and it keeps everything else where it was.
     Returns (loss, share of triggered images the triggers fooled before this step's update).
     """
     k = max(1, int(round(triggers.cfg.frac * len(y))))
@@ -165,7 +149,4 @@ def unlearning_loss(model: nn.Module, triggers: OnlineTriggers, x: Tensor, y: Te
         xt = triggers.stamp(xs, cls)
     with bn_stats_kept(model):
         logits = model(xt)
-    if soft_target is not None:
-        return F.kl_div(F.log_softmax(logits, 1), F.log_softmax(soft_target[:k].to(logits), 1),
-                        log_target=True, reduction="batchmean"), fooled
     return F.cross_entropy(logits, ys), fooled
