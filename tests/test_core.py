@@ -88,7 +88,8 @@ def test_pivotal_tuning_contract(badnets_digits, digits):
     _, _, tune, held = digits
     pivot = SplitClassifier(net, InputSpec())
     before = [p.clone() for p in pivot.parameters()]
-    cfg = PivotalConfig(steps=20, eval_every=10, seed=5, max_cda_drop=0.05)
+    # focus_steps 20: the suspect-class inversion runs (it is part of the contract) but short
+    cfg = PivotalConfig(steps=20, eval_every=10, seed=5, max_cda_drop=0.05, focus_steps=20)
     r1 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     r2 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
     assert all(torch.equal(p, q) for p, q in zip(before, pivot.parameters()))
@@ -108,7 +109,8 @@ def test_pivotal_tuning_reports_no_repair(badnets_digits, digits):
     _, _, tune, held = digits
     pivot = SplitClassifier(net, InputSpec())
     r = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
-                       PivotalConfig(steps=20, eval_every=10, lr=0.5, max_cda_drop=0.0))
+                       PivotalConfig(steps=20, eval_every=10, lr=0.5, max_cda_drop=0.0,
+                                     focus_steps=20))
     assert not r.moved and r.best_step == 0
     assert any("NOT repaired" in n for n in r.notes)
 

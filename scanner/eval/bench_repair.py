@@ -6,13 +6,17 @@
 Each model needs its recipe sidecar (``.json`` beside it, as ``scan attack`` writes) to know the
 attack and target. Trusted data are drawn exactly as ``bench_detect`` draws them (``--trusted
 N`` stratified CIFAR-10 test images, seed ``--seed``, 20 % held out for the Delta rule), so a
-config measured here is the repair a scan would run; ``--trusted DIR`` uses a folder instead
+config measured here is the repair a scan would run: ``{}`` is ``scan repair``'s default (the
+focused repair), ``{"focus": 0.0, "distill": 1.0}`` the calibration repair inside a CTI or ratio
+scan (``scanner.defenses.pivotal.CALIBRATION``). ``--trusted DIR`` uses a folder instead
 (the shipped 500-image sample was how the first repair figures were made). The real trigger's ASR
 and the clean accuracy are measured on 2 000 further test images the repair never sees. The loops
 run in the scan's precision and weight layout (``--precision``, ``--nchw``).
 
 The target is issue 4's: real-trigger ASR <= 0.05 with a test-accuracy drop <= 2 points for the
 state the repair keeps by its own held-out rule. The summary counts exactly that per config.
+``--floor badnets`` on clean models prints the level under which no repair can be expected to
+go: the trigger's "ASR" on models that never learnt it.
 """
 
 from __future__ import annotations
