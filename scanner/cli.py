@@ -280,6 +280,7 @@ def repair_cmd(
     defense: Optional[str] = typer.Option(None, "--defense", help="pivotal (Pivotal Tuning, default from the policy) or a baseline: fine_pruning, nad, weight_decay, nc_repair."),
     max_cda_drop: Optional[float] = typer.Option(None, "--max-cda-drop", help="Largest held-out clean-accuracy drop allowed, fraction (default: policy, 0.02)."),
     rescan: bool = typer.Option(True, "--rescan/--no-rescan", help="Scan the repaired model again and exit 1 when it is still flagged."),
+    from_report: Optional[Path] = typer.Option(None, "--from-report", help="report.json (or --json output) of a scan of this same file: Pivotal Tuning focuses on its top class instead of inverting triggers again (checked by SHA-256)."),
     budget: str = BudgetOpt,
     precision: str = PrecisionOpt,
     seed: int = SeedOpt,
@@ -296,7 +297,8 @@ def repair_cmd(
 
     Examples:\n
       scan repair model.onnx --trusted data/ --out fixed.onnx\n
-      scan repair model.onnx --trusted data/ --out fixed.onnx --defense fine_pruning --no-rescan
+      scan repair model.onnx --trusted data/ --out fixed.onnx --defense fine_pruning --no-rescan\n
+      scan model.onnx --trusted data/ --report-dir out/ || scan repair model.onnx --trusted data/ --out fixed.onnx --from-report out/report.json
     """
     import torch
 
@@ -322,7 +324,7 @@ def repair_cmd(
     res = pipeline.repair(model, trusted, out, arch=arch, labels_file=labels,
                           spec_overrides=_spec_overrides(layout, input_size, value_range, mean, std),
                           policy=policy, defense=defense, settings=settings, rescan=rescan,
-                          device=dev, progress=_Progress(quiet))
+                          device=dev, progress=_Progress(quiet), prior_report=from_report)
     if res.status == "repaired":
         code = EXIT_BACKDOOR if (res.rescan or {}).get("still_suspected") else EXIT_PASS
     else:

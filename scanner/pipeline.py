@@ -481,9 +481,13 @@ class RepairJobResult:
         return asdict(self)
 
 
-def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, device, progress):
+def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, device, progress,
+                 detection=None):
     """Call a repair method by name with the budget's steps, the policy's Delta and its
-    ``[repair.params]`` (which win over the budget: they were chosen for this defense)."""
+    ``[repair.params]`` (which win over the budget: they were chosen for this defense).
+
+    ``detection``: a scan of the same model, for a defense that takes one (Pivotal Tuning's focus).
+    """
     from scanner.defenses.registry import config_for, get_defense
 
     cfg_cls, fn = get_defense(name)
@@ -494,8 +498,9 @@ def _run_defense(name: str, model, tune, held, budget, settings: ScanSettings, d
     kw = {k: v for k, v in kw.items() if k in known}
     cfg = config_for(cfg_cls, name, device, **{**kw, **settings.repair_params})
     with _loops(settings, device):
+        extra = {"detection": detection} if detection is not None else {}
         return fn(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
-                  progress=_phase(progress, f"repair ({name})"))
+                  progress=_phase(progress, f"repair ({name})"), **extra)
 
 
 def _save_repaired(loaded: LoadedModel, net, out: Path, held_x: torch.Tensor, defense: str) -> dict:
@@ -529,11 +534,13 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
            labels_file: str | Path | None = None, policy=None, defense: str | None = None,
            settings: ScanSettings | None = None, budget_overrides: dict | None = None,
            rescan: bool = True, device: torch.device | None = None,
-           progress=None) -> RepairJobResult:
+           progress=None, prior_report: str | Path | None = None) -> RepairJobResult:
     """Repair a model, export it verified, and (by default) scan the repaired model again.
 
     Writes ``out`` only when the repair moved the model within the accuracy budget and the export
-    matches; never touches the input file.
+    matches; never touches the input file. ``prior_report``: a scan's report.json of this same
+    file (checked by SHA-256); Pivotal Tuning takes its suspect class from it instead of
+    inverting triggers again.
     """
     import time
 
@@ -545,6 +552,13 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
     settings = settings or ScanSettings()
     settings.canary = False  # the re-scan is advisory; a repair's pass is its verified export
     defense = defense or policy.repair.defense
+    from scanner.defenses.registry import canonical_name
+
+    if prior_report is not None and canonical_name(defense) != "pivotal":
+        from scanner.errors import InputError
+
+        raise InputError(f"--from-report is used by the pivotal defense only, not {defense!r}",
+                         hint="drop --from-report, or repair with --defense pivotal")
     out = Path(out)
     src = Path(model_path)
     if src.exists() and out.exists() and out.resolve() == src.resolve():
@@ -561,9 +575,14 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
     base = prep.result
     job = RepairJobResult("not-repaired", [], base.model, base.trusted, settings, defense,
                           timings=base.timings)
+    prior = None
+    if prior_report is not None:
+        from scanner.io.prior_report import load_prior_detection
+
+        prior = load_prior_detection(prior_report, prep.loaded.sha256)
     t1 = time.perf_counter()
     rep = _run_defense(defense, prep.model, prep.tune, prep.held, prep.budget, settings, device,
-                       progress)
+                       progress, detection=prior)
     job.timings["repair_s"] = time.perf_counter() - t1
     job.repair = _repair_summary(rep)
     job.repair["cda_drop"] = rep.cda_drop

@@ -315,6 +315,40 @@ def test_repair_writes_a_verified_model_and_never_touches_the_input(digits_files
     assert load_model(out2, arch="resnet8").num_classes == 10
 
 
+def test_repair_reuses_the_scan_report_of_the_same_file(digits_files, backdoor_scan, tmp_path,
+                                                        capsys):
+    """`scan --report-dir` then `scan repair --from-report`: the focus class comes from the
+    report (no second inversion); a report of another file or a defense that cannot use it is
+    refused before any work."""
+    from scanner.report.writer import write_reports
+
+    rep = tmp_path / "rep"
+    write_reports(backdoor_scan.to_dict(), rep, formats=("json",))
+    short = tmp_path / "short.toml"  # the focus note is the subject, not the repair's quality
+    short.write_text("[repair]\ndefense = \"pivotal\"\nmax_cda_drop = 1.0\n"
+                     "[repair.params]\nsteps = 10\neval_every = 5\n")
+    base = [str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
+            str(digits_files / "trusted.npz"), "--budget", "fast", "--quiet",
+            "--config", str(short)]
+    out = tmp_path / "fixed.safetensors"
+    assert main(["repair", *base, "--out", str(out), "--no-rescan", "--json",
+                 "--from-report", str(rep / "report.json")]) == 0
+    notes = json.loads(capsys.readouterr().out)["repair"]["notes"]
+    focus = [n for n in notes if "unlearning focused on class" in n]
+    assert focus == [f"unlearning focused on class {backdoor_scan.detection['top_class']} (50% of "
+                     f"triggered images; mask_outlier score "
+                     f"{backdoor_scan.detection['model_score']:.2f} from the scan report "
+                     f"report.json)"], notes
+    other = [str(digits_files / "clean.safetensors"), *base[1:]]
+    assert main(["repair", *other, "--out", str(tmp_path / "c.onnx"),
+                 "--from-report", str(rep / "report.json")]) == 2
+    assert "another model file" in capsys.readouterr().err
+    assert main(["repair", *base, "--out", str(tmp_path / "n.onnx"), "--defense", "fine_pruning",
+                 "--from-report", str(rep / "report.json")]) == 2
+    assert "pivotal defense only" in capsys.readouterr().err
+    assert not (tmp_path / "c.onnx").exists() and not (tmp_path / "n.onnx").exists()
+
+
 def test_repair_that_does_not_move_writes_nothing(digits_files, tmp_path, monkeypatch, capsys):
     from scanner.defenses import registry
     from scanner.defenses.base import RepairResult

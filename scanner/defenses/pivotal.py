@@ -61,6 +61,10 @@ class PivotalConfig:
     slol_form: str = "paper"  # "paper" | "code"
     slol_mean: bool = True  # average SLOL terms over class pairs instead of summing
     warmup_frac: float = 0.2
+    lr_warmup_frac: float = 0.0  # linear learning-rate ramp over this share of the steps
+    # Clip a step's gradient norm to this multiple of the median norm so far (0: off;
+    # scanner.defenses.base.clip_spike)
+    clip_spikes: float = 0.0
     eval_every: int = 25
     max_cda_drop: float = 0.02
     # Stop after this many consecutive checkpoints outside the budget; 0 = never. Off for Pivotal
@@ -142,10 +146,12 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     lr, kind = pick_lr(cfg, tuned)
     notes.insert(0, f"lr {lr:g} ({kind}), SLOL form {cfg.slol_form}, "
                     f"lambda_S {cfg.lambda_s:g}, lambda_P {cfg.lambda_p:g}")
+    ramp = int(cfg.lr_warmup_frac * cfg.steps)
     if cfg.optimizer == "adam":
-        opt, sched = adam_cosine(tuned.parameters(), lr, cfg.steps)
+        opt, sched = adam_cosine(tuned.parameters(), lr, cfg.steps, warmup=ramp)
     else:
-        opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum)
+        opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,
+                                warmup=ramp)
     warm = max(1, int(cfg.warmup_frac * cfg.steps))
     triggers = None
     if cfg.unlearn > 0:
@@ -198,7 +204,8 @@ def _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import NCConfig, nc_detect
 
-    source = "the given detection"
+    source = (detection.extra.get("source") if detection is not None else None) \
+        or "the given detection"
     if detection is None:
         with torch.no_grad():
             k = int(pivot(x_tune[:1].to(device)).shape[1])
@@ -207,5 +214,6 @@ def _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
                               progress=progress)
         source = f"a {cfg.focus_steps}-step mask inversion ({detection.wall_s:.0f} s)"
     c = detection.top_class
-    return c, detection, (f"unlearning focused on class {c} ({cfg.focus:.0%} of triggered "
-                          f"images; {detection.method} score {detection.model_score:.2f} from {source})")
+    why = (f"unlearning focused on class {c} ({cfg.focus:.0%} of triggered images; "
+           f"{detection.method} score {detection.model_score:.2f} from {source})")
+    return c, detection, why

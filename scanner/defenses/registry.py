@@ -66,6 +66,12 @@ def get_defense(name: str) -> Defense:
                          hint="known: " + ", ".join(list_defenses())) from None
 
 
+def canonical_name(name: str) -> str:
+    """The registered name behind ``name`` or an alias ("pt" -> "pivotal")."""
+    get_defense(name)  # raises for an unknown name
+    return _key(name)
+
+
 def make_config(name: str, device: torch.device | str | None = None, **overrides: Any):
     """A config for ``name``: ``for_device`` defaults (CPU unless told), then ``overrides``.
 
