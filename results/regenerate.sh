@@ -120,6 +120,20 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
             --config "{$U}" --config '{}' "${R[@]}" --out "$OUT/repair_holdout_s9_$z.jsonl" \
             > "$OUT/repair_holdout_s9_$z.txt"
     done
+    # session 10 (3d): learning-rate warm-up (stopped after 3 dev models: one collapsed) and
+    # spike clipping on dev; then a fourth zoo (seeds 109-111) and both earlier held-out zoos
+    python -m fixtures.recipes holdout3 --threads 2
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{"lr_warmup_frac": 0.1}' \
+        "${R[@]}" --out "$OUT/repair_dev_s10_warmup.jsonl"
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{}' --config '{"clip_spikes": 1.5}' \
+        "${R[@]}" --out "$OUT/repair_dev_s10_clip.jsonl" > "$OUT/repair_dev_s10_clip.txt"
+    python -m scanner.eval.bench_repair \
+        --models '.cache/zoo/*/*_badnets_s109.onnx' '.cache/zoo/*/*_badnets_s11[01].onnx' \
+        --config '{}' --config '{"clip_spikes": 1.5}' "${R[@]}" \
+        --out "$OUT/repair_holdout3_s10_clip.jsonl" > "$OUT/repair_holdout3_s10_clip.txt"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[345678].onnx' \
+        --config '{"clip_spikes": 1.5}' "${R[@]}" \
+        --out "$OUT/repair_holdout12_s10_clip.jsonl" > "$OUT/repair_holdout12_s10_clip.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

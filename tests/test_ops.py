@@ -183,3 +183,22 @@ def test_clip_spike_caps_at_a_multiple_of_the_median_norm():
     lin.weight.grad = torch.tensor([[30.0, 40.0]])
     assert clip_spike(lin, [1.0, 2.0], 1.5) == pytest.approx(50.0)  # still recording
     assert torch.allclose(lin.weight.grad, torch.tensor([[30.0, 40.0]]))
+
+
+def test_a_drop_of_exactly_the_budget_is_within_it():
+    """73 -> 71 of 100 images is the 2-point budget exactly; with accuracies held as float32
+    means, 0.73 - 0.02 > 0.71, which made repairs keep nothing."""
+    from scanner.defenses.base import BestWithinBudget
+    from scanner.ops.metrics import accuracy, within_drop
+
+    pred, y = torch.zeros(100, dtype=torch.long), torch.zeros(100, dtype=torch.long)
+    pred[73:] = 1
+    before = accuracy(pred, y)
+    pred[71:] = 1
+    after = accuracy(pred, y)
+    assert after < before - 0.02  # the trap itself
+    assert within_drop(after, before, 0.02)
+    pred[70:] = 1
+    assert not within_drop(accuracy(pred, y), before, 0.02)  # 3 images is over it
+    keeper = BestWithinBudget(nn.Linear(1, 1), before, 0.02)
+    assert keeper.offer(nn.Linear(1, 1), 25, after) and keeper.step == 25

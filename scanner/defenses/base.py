@@ -17,7 +17,7 @@ from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
 from scanner.ops.latent import parameter_distance
-from scanner.ops.metrics import accuracy
+from scanner.ops.metrics import accuracy, within_drop
 
 ProgressFn = Callable[[int, int, dict], None]
 Monitor = Callable[[nn.Module], dict]  # extra measurements per checkpoint (e.g. a known trigger's ASR)
@@ -65,7 +65,7 @@ class BestWithinBudget:
         self.exceeded = 0
 
     def offer(self, model: nn.Module, step: int, cda: float) -> bool:
-        if cda >= self.pivot_cda - self.max_drop:
+        if within_drop(cda, self.pivot_cda, self.max_drop):
             self.state = copy.deepcopy(model.state_dict())
             self.step, self.cda = step, cda
             self.exceeded = 0

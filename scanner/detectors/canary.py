@@ -27,7 +27,7 @@ from torch import Tensor
 
 from scanner.classifier import SplitClassifier, predict
 from scanner.defenses.base import augment_batch
-from scanner.ops.metrics import accuracy, attack_success_rate
+from scanner.ops.metrics import accuracy, attack_success_rate, within_drop
 
 
 @dataclass
@@ -125,12 +125,12 @@ def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_hel
         if step % 25 == 0 or step == cfg.steps:
             asr = attack_success_rate(predict(canary, stamp_canary(x_held, patch)), y_held, target)
             cda = accuracy(predict(canary, x_held), y_held)
-            if asr >= cfg.stop_asr and cda >= pivot_cda - cfg.max_cda_drop:
+            if asr >= cfg.stop_asr and within_drop(cda, pivot_cda, cfg.max_cda_drop):
                 break
     canary.eval()
     for p in canary.parameters():
         p.requires_grad_(False)
-    ok = asr >= cfg.min_asr and cda >= pivot_cda - cfg.max_cda_drop
+    ok = asr >= cfg.min_asr and within_drop(cda, pivot_cda, cfg.max_cda_drop)
     notes = [] if ok else [f"canary implant did not take (ASR {asr:.2f}, CDA {cda:.2f} vs {pivot_cda:.2f})"]
     return CanaryImplant(canary, target, asr, cda, pivot_cda, step, ok, notes,
                          time.perf_counter() - t0)

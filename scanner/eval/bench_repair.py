@@ -131,7 +131,10 @@ def floor_lines(rows: list[dict], attack: str) -> list[str]:
 
 
 def meets_target(row: dict) -> bool:
-    return row["moved"] and row["asr_after"] <= ASR_TARGET and row["cda_drop"] <= DROP_TARGET
+    from scanner.ops.metrics import within_drop
+
+    return (row["moved"] and row["asr_after"] <= ASR_TARGET
+            and within_drop(row["cda_after"], row["cda_before"], DROP_TARGET))
 
 
 def summary_lines(rows: list[dict]) -> list[str]:

@@ -15,6 +15,18 @@ def accuracy(pred: Tensor, labels: Tensor) -> float:
     return float((pred == labels).float().mean()) if labels.numel() else float("nan")
 
 
+def within_drop(value: float, reference: float, max_drop: float) -> bool:
+    """``value`` is at most ``max_drop`` below ``reference``, a drop of exactly ``max_drop``
+    included.
+
+    Why the tolerance: accuracies are counts over n images held as floats. With 100 held-out
+    images, 0.73 -> 0.71 is exactly the 2-point budget, yet with accuracies held as float32 means
+    0.73 - 0.02 > 0.71, so an exact budget-sized drop was rejected and a repair could keep nothing
+    (RESULTS 3d). 1e-6 is far below one image in any realistic split.
+    """
+    return value >= reference - max_drop - 1e-6
+
+
 def attack_success_rate(pred: Tensor, labels: Tensor, target: int) -> float:
     """Fraction of images whose true label is not ``target`` that are predicted as ``target``."""
     keep = labels != target
