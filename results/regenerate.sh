@@ -131,9 +131,14 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
         --models '.cache/zoo/*/*_badnets_s109.onnx' '.cache/zoo/*/*_badnets_s11[01].onnx' \
         --config '{}' --config '{"clip_spikes": 1.5}' "${R[@]}" \
         --out "$OUT/repair_holdout3_s10_clip.jsonl" > "$OUT/repair_holdout3_s10_clip.txt"
+    # the default again on all 18 fresh models after the exact-budget fix (commit 8d9f0dc)
+    python -m scanner.eval.bench_repair \
+        --models '.cache/zoo/*/*_badnets_s109.onnx' '.cache/zoo/*/*_badnets_s11[01].onnx' \
+        --config '{}' "${R[@]}" \
+        --out "$OUT/repair_holdout3_s10_exact.jsonl" > "$OUT/repair_holdout3_s10_exact.txt"
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[345678].onnx' \
-        --config '{"clip_spikes": 1.5}' "${R[@]}" \
-        --out "$OUT/repair_holdout12_s10_clip.jsonl" > "$OUT/repair_holdout12_s10_clip.txt"
+        --config '{}' "${R[@]}" \
+        --out "$OUT/repair_holdout12_s10_exact.jsonl" > "$OUT/repair_holdout12_s10_exact.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

@@ -339,6 +339,10 @@ def test_repair_reuses_the_scan_report_of_the_same_file(digits_files, backdoor_s
                      f"triggered images; mask_outlier score "
                      f"{backdoor_scan.detection['model_score']:.2f} from the scan report "
                      f"report.json)"], notes
+    # the terminal summary says it too
+    assert main(["repair", *base, "--out", str(tmp_path / "t.safetensors"), "--no-rescan",
+                 "--from-report", str(rep / "report.json")]) == 0
+    assert "from the scan report report.json" in " ".join(capsys.readouterr().out.split())
     other = [str(digits_files / "clean.safetensors"), *base[1:]]
     assert main(["repair", *other, "--out", str(tmp_path / "c.onnx"),
                  "--from-report", str(rep / "report.json")]) == 2

@@ -106,6 +106,8 @@ def render_repair(res, console: Console) -> None:
         console.print(f"  held-out clean accuracy {r['pivot_cda']:.3f} -> {r['best_cda']:.3f} "
                       f"(drop {r['cda_drop']:.3f}, step {r['best_step']}), parameter distance "
                       f"{r['param_distance']:.3g}", highlight=False)
+        for note in r.get("notes") or []:  # which class the unlearning focused on, and from what
+            console.print(f"  note: {note}", highlight=False)
     if res.output:
         o = res.output
         console.print(f"  wrote {o['path']} ({o['format']}, sha256 {o['sha256'][:16]}...): "
