@@ -411,19 +411,23 @@ def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
     """
     from scanner.eval.bench_detect import main as bench_main
 
-    def row(name, bd, score):
+    def row(name, bd, score, drop=0.0):
         return {"model": name, "backdoored": bd, "target": 1 if bd else None, "arch": "a",
                 "cda": 0.7, "asr_before": 0.9 if bd else 0.05, "ratio_score": score,
-                "ratio_top": 1, "ratio_s": 3.0}
+                "ratio_top": 1, "ratio_s": 3.0, "asr_after": 0.03, "cda_drop_eval": drop}
 
-    rows = [row("b1", True, 0.2), row("b2", True, 0.4), row("c1", False, 0.5),
-            row("c2", False, 0.1), row("b1", True, 0.9)]  # b1 rerun: 0.9 replaces 0.2
+    # b1's drop is float32's 0.73 - 0.71: exactly the 2-point budget, so it counts
+    exact = float(torch.tensor(0.73)) - float(torch.tensor(0.71))
+    rows = [row("b1", True, 0.2), row("b2", True, 0.4, 0.03), row("c1", False, 0.5),
+            row("c2", False, 0.1), row("b1", True, 0.9, exact)]  # b1 rerun: 0.9 replaces 0.2
     f = tmp_path / "rows.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert bench_main(["--summarize", str(f), "--methods", "ratio"]) == 0
     out = capsys.readouterr().out
     assert "ROC AUC ratio: 0.750" in out
     assert sum(line.startswith(("b1", "b2", "c1", "c2")) for line in out.splitlines()) == 4
+    assert exact > 0.02 and ("2/2 backdoored models at real-trigger ASR <= 0.05, 1/2 also with "
+                             "a test CDA drop <= 2 points") in out
 
 
 @pytest.mark.parametrize("flag", ["--jobs", "--threads"])

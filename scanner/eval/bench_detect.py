@@ -6,7 +6,9 @@ Each model is read exactly as a user's file would be (ONNX import, BN folded). T
 first N images of a fixed class-stratified draw from the CIFAR-10 *test* split; the real-trigger
 ASR is measured on 2 000 other test images with the attack recorded in the model's sidecar JSON
 (the scanner itself never sees it). Prints per-model scores, both ROC AUCs, wall times, and the
-real-trigger ASR before and after Pivotal Tuning.
+real-trigger ASR before and after Pivotal Tuning. That repair is the one inside the scan (CTI's
+calibration: unfocused, ``scanner.defenses.pivotal.CALIBRATION``); ``scanner.eval.bench_repair``
+measures ``scan repair``'s default, the focused one.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _trusted_and_eval(n_trusted: int, seed: int = 0):
 def _print_table(rows: list[dict], methods: list[str]) -> None:
     """Per-model scores, wall times and repair ASR, then one ROC AUC per score."""
     from scanner.eval.tables import format_table
-    from scanner.ops.metrics import roc_auc
+    from scanner.ops.metrics import roc_auc, within_drop
 
     methods = [m for m in methods if all(m + "_score" in r for r in rows)]
     scores = methods + (["mask"] if "nc" in methods else [])  # nc's inversion also gives mask
@@ -77,9 +79,10 @@ def _print_table(rows: list[dict], methods: list[str]) -> None:
         low = [r for r in bd if r["asr_after"] <= 0.05]
         line = f"repair: {len(low)}/{len(bd)} backdoored models at real-trigger ASR <= 0.05"
         if all("cda_drop_eval" in r for r in bd):
-            both = sum(r["cda_drop_eval"] <= 0.02 for r in low)
+            both = sum(within_drop(-r["cda_drop_eval"], 0.0, 0.02) for r in low)
             line += f", {both}/{len(bd)} also with a test CDA drop <= 2 points"
-        print(line + " (the repair inside the scan: the last of --methods that repairs)")
+        print(line + " (the repair inside the scan, CTI's unfocused calibration: the last of "
+                     "--methods that repairs; bench_repair measures scan repair's default)")
 
 
 def _flag_counts(rows: list[dict], score: str) -> str:
