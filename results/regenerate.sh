@@ -121,7 +121,9 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
             > "$OUT/repair_holdout_s9_$z.txt"
     done
     # session 10 (3d): learning-rate warm-up (stopped after 3 dev models: one collapsed) and
-    # spike clipping on dev; then a fourth zoo (seeds 109-111) and both earlier held-out zoos
+    # spike clipping on dev; then a fourth zoo (seeds 109-111) and both earlier held-out zoos.
+    # "lr_warmup_frac" and "clip_spikes" were removed after this table; they exist at commit
+    # c2b1cb6 (git checkout c2b1cb6 to rerun the next three commands)
     python -m fixtures.recipes holdout3 --threads 2
     python -m scanner.eval.bench_repair --models "$DEV" --config '{"lr_warmup_frac": 0.1}' \
         "${R[@]}" --out "$OUT/repair_dev_s10_warmup.jsonl"

@@ -579,7 +579,8 @@ def repair(model_path: str | Path, trusted: str | Path, out: str | Path, *,
     if prior_report is not None:
         from scanner.io.prior_report import load_prior_detection
 
-        prior = load_prior_detection(prior_report, prep.loaded.sha256)
+        prior = load_prior_detection(prior_report, prep.loaded.sha256,
+                                     prep.loaded.num_classes)
     t1 = time.perf_counter()
     rep = _run_defense(defense, prep.model, prep.tune, prep.held, prep.budget, settings, device,
                        progress, detection=prior)

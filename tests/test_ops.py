@@ -142,49 +142,6 @@ def test_cti_paper_rules_hand_computed():
         cti_scores(asr_p, asr_t, np.ones(3), "mean")
 
 
-def test_learning_rate_schedule_ramps_then_decays():
-    """The repair's schedule: a linear ramp over ``warmup`` steps times the cosine, and exactly
-    the plain cosine when there is no ramp (so configs without one repeat old runs)."""
-    from scanner.defenses.base import lr_factor, sgd_cosine
-
-    assert lr_factor(0, 100) == 1.0 and lr_factor(50, 100) == pytest.approx(0.5)
-    assert lr_factor(100, 100) == pytest.approx(0.0, abs=1e-12)
-    assert lr_factor(0, 100, warmup=10) == pytest.approx(0.1 * 1.0)
-    assert lr_factor(4, 100, warmup=10) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.04)))
-    assert lr_factor(10, 100, warmup=10) == pytest.approx(lr_factor(10, 100))
-    w = torch.zeros(1, requires_grad=True)
-    opt, sched = sgd_cosine([w], 0.2, 100, warmup=10)
-    seen = []
-    for _ in range(12):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert seen[0] == pytest.approx(0.02) and seen[9] == pytest.approx(0.2 * lr_factor(9, 100))
-    assert all(a < b for a, b in zip(seen[:10], seen[1:10]))
-
-
-def test_clip_spike_caps_at_a_multiple_of_the_median_norm():
-    """Hand values: history [1, 2, 3] has median 2, so factor 1.5 caps a norm-6 gradient at 3;
-    a gradient under the cap and any gradient in the first ``warm`` steps are left alone."""
-    from scanner.defenses.base import clip_spike
-
-    lin = nn.Linear(2, 1, bias=True)
-    lin.weight.grad = torch.tensor([[3.0, 4.0]])  # norm 5; the bias adds sqrt(11): total 6
-    lin.bias.grad = torch.tensor([math.sqrt(36.0 - 25.0)])
-    hist = [1.0, 2.0, 3.0]
-    assert clip_spike(lin, hist, 1.5) == pytest.approx(6.0)
-    assert hist[-1] == pytest.approx(6.0)
-    total = torch.sqrt(lin.weight.grad.pow(2).sum() + lin.bias.grad.pow(2).sum())
-    assert float(total) == pytest.approx(3.0)
-    assert torch.allclose(lin.weight.grad, torch.tensor([[1.5, 2.0]]))
-    lin.weight.grad, lin.bias.grad = torch.tensor([[0.3, 0.4]]), torch.tensor([0.0])
-    assert clip_spike(lin, [1.0, 2.0, 3.0], 1.5) == pytest.approx(0.5)  # under the cap
-    assert torch.allclose(lin.weight.grad, torch.tensor([[0.3, 0.4]]))
-    lin.weight.grad = torch.tensor([[30.0, 40.0]])
-    assert clip_spike(lin, [1.0, 2.0], 1.5) == pytest.approx(50.0)  # still recording
-    assert torch.allclose(lin.weight.grad, torch.tensor([[30.0, 40.0]]))
-
-
 def test_a_drop_of_exactly_the_budget_is_within_it():
     """73 -> 71 of 100 images is the 2-point budget exactly; with accuracies held as float32
     means, 0.73 - 0.02 > 0.71, which made repairs keep nothing."""

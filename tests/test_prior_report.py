@@ -56,6 +56,13 @@ def test_reports_that_cannot_steer_a_repair_are_refused(tmp_path, change, words)
         load_prior_detection(_report(tmp_path, **change), SHA)
 
 
+def test_a_class_the_model_does_not_have_is_refused(tmp_path):
+    p = _report(tmp_path)
+    assert load_prior_detection(p, SHA, num_classes=3).top_class == 2
+    with pytest.raises(InputError, match="malformed"):
+        load_prior_detection(p, SHA, num_classes=2)
+
+
 def test_unreadable_files_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="cannot read"):
         load_prior_detection(tmp_path / "missing.json", SHA)

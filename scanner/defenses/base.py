@@ -157,31 +157,21 @@ def pick_lr(cfg, model: SplitClassifier) -> tuple[float, str]:
 
 
 def sgd_cosine(params, lr: float, steps: int, momentum: float = 0.9, weight_decay: float = 0.0,
-               nesterov: bool = True, warmup: int = 0):
+               nesterov: bool = True):
     """SGD (Nesterov when momentum > 0) with a cosine schedule to 0 over ``steps``."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           nesterov=nesterov and momentum > 0)
-    return opt, _cosine(opt, steps, warmup)
+    return opt, _cosine(opt, steps)
 
 
-def lr_factor(step: int, steps: int, warmup: int = 0) -> float:
-    """The schedule's multiplier at ``step``: linear ramp over ``warmup`` steps, cosine to 0.
-
-    Why a ramp: momentum SGD starting at full rate on a folded-BN model moved it far in the first
-    few dozen steps (held-out accuracy 0.70 -> 0.45 at step 25) before the distillation term had
-    a gradient to pull it back.
-    """
-    cos = 0.5 * (1 + math.cos(math.pi * min(step, steps) / max(1, steps)))
-    return cos * min(1.0, (step + 1) / warmup) if warmup > 0 else cos
-
-
-def _cosine(opt: torch.optim.Optimizer, steps: int, warmup: int = 0):
-    """Cosine decay of ``opt``'s learning rate to 0 over ``steps`` (after an optional ramp)."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
+def _cosine(opt: torch.optim.Optimizer, steps: int):
+    """Cosine decay of ``opt``'s learning rate to 0 over ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
 
 
 def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9, 0.999),
-                weight_decay: float = 0.0, warmup: int = 0):
+                weight_decay: float = 0.0):
     """Adam with a cosine schedule to 0 over ``steps``.
 
     Why Adam for imported models: folding BatchNorm into Conv rescales each layer's weights by
@@ -189,7 +179,7 @@ def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9
     moves every layer by a comparable relative amount.
     """
     opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    return opt, _cosine(opt, steps, warmup)
+    return opt, _cosine(opt, steps)
 
 
 def ce_step(model: nn.Module) -> StepFn:
@@ -198,29 +188,6 @@ def ce_step(model: nn.Module) -> StepFn:
         ce = F.cross_entropy(model(xb), yb)
         return ce, {"ce": ce}
     return step
-
-
-def clip_spike(model: nn.Module, history: list[float], factor: float, warm: int = 3) -> float:
-    """Scale the gradient down to ``factor`` x the median of the norms in ``history`` when it is
-    larger; returns the norm before clipping and appends it to ``history``.
-
-    Why relative: on BN-folded ResNets the repair's gradient norm jumped from about 15 to 87-238
-    for single steps, and each such step cost 20-35 points of held-out accuracy that the rest of
-    the budget did not always win back (RESULTS 3d). A fixed norm cap would depend on the model's
-    scale; a multiple of its own typical norm does not. The first ``warm`` steps only record.
-    """
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return 0.0
-    norm = float(torch.linalg.vector_norm(torch.stack(
-        [torch.linalg.vector_norm(g.detach().float()) for g in grads])))
-    if len(history) >= warm and math.isfinite(norm):
-        cap = factor * float(torch.tensor(history).median())
-        if norm > cap:
-            for g in grads:
-                g.mul_(cap / norm)
-    history.append(norm)
-    return norm
 
 
 def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.Tensor,
@@ -246,8 +213,6 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     keeper = BestWithinBudget(start if start is not None else pivot, pivot_cda, cfg.max_cda_drop)
     traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
     patch_aug = getattr(cfg, "patch_aug", 0.0)
-    spikes = getattr(cfg, "clip_spikes", 0.0)
-    norms: list[float] = []
     n = len(y_tune)
     step = 0
     diverged = False
@@ -275,8 +240,6 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if spikes > 0:
-                parts = {**parts, "grad_norm": clip_spike(tuned, norms, spikes)}
             opt.step()
             sched.step()
             if after_step is not None:

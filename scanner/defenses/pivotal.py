@@ -61,10 +61,6 @@ class PivotalConfig:
     slol_form: str = "paper"  # "paper" | "code"
     slol_mean: bool = True  # average SLOL terms over class pairs instead of summing
     warmup_frac: float = 0.2
-    lr_warmup_frac: float = 0.0  # linear learning-rate ramp over this share of the steps
-    # Clip a step's gradient norm to this multiple of the median norm so far (0: off;
-    # scanner.defenses.base.clip_spike)
-    clip_spikes: float = 0.0
     eval_every: int = 25
     max_cda_drop: float = 0.02
     # Stop after this many consecutive checkpoints outside the budget; 0 = never. Off for Pivotal
@@ -146,12 +142,10 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     lr, kind = pick_lr(cfg, tuned)
     notes.insert(0, f"lr {lr:g} ({kind}), SLOL form {cfg.slol_form}, "
                     f"lambda_S {cfg.lambda_s:g}, lambda_P {cfg.lambda_p:g}")
-    ramp = int(cfg.lr_warmup_frac * cfg.steps)
     if cfg.optimizer == "adam":
-        opt, sched = adam_cosine(tuned.parameters(), lr, cfg.steps, warmup=ramp)
+        opt, sched = adam_cosine(tuned.parameters(), lr, cfg.steps)
     else:
-        opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,
-                                warmup=ramp)
+        opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum)
     warm = max(1, int(cfg.warmup_frac * cfg.steps))
     triggers = None
     if cfg.unlearn > 0:

@@ -21,8 +21,10 @@ def _number(value) -> float:
         else math.nan
 
 
-def load_prior_detection(path: str | Path, model_sha256: str) -> DetectionResult:
-    """The detection recorded in the report at ``path``, which must describe ``model_sha256``.
+def load_prior_detection(path: str | Path, model_sha256: str,
+                         num_classes: int | None = None) -> DetectionResult:
+    """The detection recorded in the report at ``path``, which must describe ``model_sha256``
+    (and, when given, name only classes below ``num_classes``).
 
     Only what a repair can use comes back: the method, the scores per class and the flagged
     classes. Reversed triggers are not restored (the report holds pictures, not tensors).
@@ -50,7 +52,9 @@ def load_prior_detection(path: str | Path, model_sha256: str) -> DetectionResult
                          hint="drop --from-report; the repair will invert triggers itself")
     per_class = []
     for row in det["per_class"]:
-        if not isinstance(row, dict) or not isinstance(row.get("cls"), int):
+        bad_cls = not isinstance(row, dict) or not isinstance(row.get("cls"), int) \
+            or row["cls"] < 0 or (num_classes is not None and row["cls"] >= num_classes)
+        if bad_cls:
             raise InputError(f"the report {path} has a malformed per-class entry: {row!r}")
         per_class.append(ClassScore(cls=row["cls"], score=_number(row.get("score")),
                                     asr_pivot=_number(row.get("asr_pivot"))))
