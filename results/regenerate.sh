@@ -141,6 +141,11 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s10[345678].onnx' \
         --config '{}' "${R[@]}" \
         --out "$OUT/repair_holdout12_s10_exact.jsonl" > "$OUT/repair_holdout12_s10_exact.txt"
+    # session 11 (3e): a larger held-out share for the Delta rule, on dev (rejected there, so the
+    # fresh zoo `python -m fixtures.recipes holdout4` trained beside it was not used)
+    python -m scanner.eval.bench_repair --models "$DEV" \
+        --config '{}' --config '{"holdout": 0.4}' --config '{"holdout": 0.3}' --jobs 1 --threads 1 \
+        --out "$OUT/repair_dev_s11_holdout.jsonl" > "$OUT/repair_dev_s11_holdout.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

@@ -6,6 +6,7 @@ The CLI parses flags and renders; everything a job computes lives in its result.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,7 @@ class ScanResult:
 
 def _repair_summary(rep) -> dict:
     return {"pivot_cda": rep.pivot_cda, "best_cda": rep.best_cda, "best_step": rep.best_step,
+            "cda_drop_se": None if math.isnan(rep.cda_drop_se) else rep.cda_drop_se,
             "moved": rep.moved, "param_distance": rep.param_distance, "notes": rep.notes,
             "trajectory": [{"step": c.step, "cda": c.cda, **c.extra} for c in rep.trajectory],
             "wall_s": rep.wall_s}

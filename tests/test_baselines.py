@@ -26,7 +26,7 @@ from scanner.detectors.neural_cleanse import NCConfig
 from scanner.detectors.result import ClassScore, DetectionResult
 from scanner.errors import InputError
 from scanner.io.spec import InputSpec
-from scanner.ops.metrics import attack_success_rate
+from scanner.ops.metrics import attack_success_rate, paired_drop_se
 
 K = 4
 SPEC = InputSpec(height=8, width=8)
@@ -159,6 +159,8 @@ def test_defense_contract(name, tiny):
     assert all("asr" in c.extra for c in r1.trajectory)
     assert r1.trajectory[0].extra["asr"] == pytest.approx(patch_asr(pivot, xh, yh))
     assert r1.best_cda == pytest.approx(float((predict(r1.model, xh) == yh).float().mean()))
+    assert r1.cda_drop_se == pytest.approx(paired_drop_se(predict(pivot, xh), predict(r1.model, xh), yh))
+    assert any("standard error" in n for n in r1.notes)
     assert _same_state(r1.model, r2.model)
     assert [c.losses for c in r1.trajectory] == [c.losses for c in r2.trajectory]
 

@@ -476,6 +476,19 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
 
 
+def test_bench_repair_config_may_set_the_held_out_share():
+    """``holdout`` is the trusted split's share, taken out of the PivotalConfig overrides; a bad
+    share or a non-object config is refused before any work (exit 2)."""
+    from scanner.eval.bench_repair import main as bench_repair_main, parse_config
+
+    assert parse_config("{}") == (0.2, {})
+    assert parse_config('{"holdout": 0.4, "focus": 0.5}') == (0.4, {"focus": 0.5})
+    for bad in ('{"holdout": 1.0}', '{"holdout": 0}', "[1]"):
+        with pytest.raises(ValueError):
+            parse_config(bad)
+    assert bench_repair_main(["--models", __file__, "--config", '{"holdout": 2}']) == 2
+
+
 def test_bench_repair_floor_table_takes_the_worst_model_per_class():
     from scanner.eval.bench_repair import floor_lines
 

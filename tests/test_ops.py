@@ -159,3 +159,23 @@ def test_a_drop_of_exactly_the_budget_is_within_it():
     assert not within_drop(accuracy(pred, y), before, 0.02)  # 3 images is over it
     keeper = BestWithinBudget(nn.Linear(1, 1), before, 0.02)
     assert keeper.offer(nn.Linear(1, 1), 25, after) and keeper.step == 25
+
+
+def test_paired_drop_se_by_hand():
+    """Per-image differences [0, 0, +1, -1]: mean 0, sample variance 2/3, s.e. sqrt(2/3)/2."""
+    from scanner.ops.metrics import paired_drop_se
+
+    y = torch.tensor([0, 1, 2, 3])
+    ref, new = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 0, 3])
+    assert paired_drop_se(ref, new, y) == pytest.approx((2 / 3) ** 0.5 / 2)
+    assert paired_drop_se(ref, ref, y) == 0.0  # same predictions: no uncertainty about the drop
+    assert math.isnan(paired_drop_se(ref[:1], new[:1], y[:1]))
+
+
+def test_drop_note_warns_only_when_the_budget_is_unresolved():
+    from scanner.defenses.base import drop_uncertainty_note
+
+    wide = drop_uncertainty_note(0.01, 0.03, 100, 0.02)
+    assert "+1.0 points, standard error 3.0 (paired, 100 images)" in wide
+    assert "wider than the 2-point budget" in wide
+    assert "wider" not in drop_uncertainty_note(0.01, 0.009, 1000, 0.02)

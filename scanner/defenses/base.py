@@ -17,7 +17,7 @@ from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
 from scanner.ops.latent import parameter_distance
-from scanner.ops.metrics import accuracy, within_drop
+from scanner.ops.metrics import accuracy, paired_drop_se, within_drop
 
 ProgressFn = Callable[[int, int, dict], None]
 Monitor = Callable[[nn.Module], dict]  # extra measurements per checkpoint (e.g. a known trigger's ASR)
@@ -45,6 +45,8 @@ class RepairResult:
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     info: dict = field(default_factory=dict)  # method-specific facts (pruned channels, NC class)
+    # standard error of the kept state's held-out drop (paired, same images); NaN if not moved
+    cda_drop_se: float = math.nan
 
     @property
     def cda_drop(self) -> float:
@@ -265,11 +267,28 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     with torch.no_grad():
         dist = float(parameter_distance(tuned, pivot))
     moved = keeper.step > 0 and dist > 0
+    se = math.nan
     if not moved:
         notes.append("no tuned state stayed within the accuracy budget: the model was NOT repaired")
+    else:
+        se = paired_drop_se(predict(pivot, x_held), predict(tuned, x_held), y_held.cpu())
+        notes.append(drop_uncertainty_note(pivot_cda - keeper.cda, se, len(y_held),
+                                           cfg.max_cda_drop))
     return RepairResult(model=tuned, pivot_cda=pivot_cda, best_step=keeper.step,
                         best_cda=keeper.cda, trajectory=traj, moved=moved, param_distance=dist,
-                        notes=notes, wall_s=time.perf_counter() - t0)
+                        notes=notes, wall_s=time.perf_counter() - t0, cda_drop_se=se)
+
+
+def drop_uncertainty_note(drop: float, se: float, n: int, max_drop: float) -> str:
+    """What the held-out drop is worth: its standard error, and a warning when +-2 s.e. is wider
+    than the budget (then the Delta rule cannot tell a drop inside the budget from one outside:
+    100 held-out images often cannot resolve 2 points, RESULTS 3e)."""
+    text = (f"held-out accuracy drop {100 * drop:+.1f} points, standard error "
+            f"{100 * se:.1f} (paired, {n} images)")
+    if math.isfinite(se) and 2 * se > max_drop:
+        text += (f": +-2 standard errors is wider than the {100 * max_drop:g}-point budget, so "
+                 "the true drop may exceed it; more trusted images narrow this")
+    return text
 
 
 def _scalar(v) -> float:

@@ -9,7 +9,9 @@ N`` stratified CIFAR-10 test images, seed ``--seed``, 20 % held out for the Delt
 config measured here is the repair a scan would run: ``{}`` is ``scan repair``'s default (the
 focused repair), ``{"focus": 0.0, "distill": 1.0}`` the calibration repair inside a CTI or ratio
 scan (``scanner.defenses.pivotal.CALIBRATION``). ``--trusted DIR`` uses a folder instead
-(the shipped 500-image sample was how the first repair figures were made). The real trigger's ASR
+(the shipped 500-image sample was how the first repair figures were made). A config's
+``"holdout"`` key is not a PivotalConfig field: it sets the held-out share of the trusted data
+(the policy's ``gate.holdout``, 0.2 unless given), so split sizes compare side by side too. The real trigger's ASR
 and the clean accuracy are measured on 2 000 further test images the repair never sees. The loops
 run in the scan's precision and weight layout (``--precision``, ``--nchw``).
 
@@ -62,7 +64,8 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
         _, _, xe, ye = load_subset(10, 2000)
     precision = resolve_precision(precision, device)
     fast_layout = not nchw and to_fast_layout(model, data.x[:8])
-    tune, held = data.split(0.2, seed=seed)
+    holdout, over = parse_config(config)
+    tune, held = data.split(holdout, seed=seed)
     attack = get_attack(rec["attack"], m=max(1, rec["m"]), target=rec["target"], seed=rec["seed"])
     xa = attack.apply(xe)
 
@@ -72,8 +75,7 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
 
     budget = get_budget("cpu", "standard")
     over = {"steps": steps or budget.repair_steps, "batch_size": budget.repair_batch,
-            "seed": seed, **({"eval_every": trajectory} if trajectory else {}),
-            **json.loads(config)}
+            "seed": seed, **({"eval_every": trajectory} if trajectory else {}), **over}
     cfg = PivotalConfig.for_device(device, **over)
     t = time.perf_counter()
     with Compute(device, precision).loops():
@@ -85,10 +87,26 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
             "asr_before": before["asr"], "cda_before": before["cda_test"],
             "asr_after": after["asr"], "cda_after": after["cda_test"],
             "cda_drop": before["cda_test"] - after["cda_test"], "kept_step": res.best_step,
-            "held_drop": res.cda_drop, "moved": res.moved, "wall_s": wall,
+            "held_drop": res.cda_drop, "held_drop_se": res.cda_drop_se, "holdout": holdout, "held_images": len(held),
+            "moved": res.moved, "wall_s": wall,
             "precision": precision, "channels_last": fast_layout, "steps": cfg.steps,
             "focus_class": res.info.get("focus_class"),
             "trajectory": [{"step": c.step, "held": c.cda, **c.extra} for c in res.trajectory]}
+
+
+def parse_config(config: str) -> tuple[float, dict]:
+    """(held-out share, PivotalConfig overrides) of one ``--config`` JSON text.
+
+    Why here: the held-out share is a property of the trusted-data split, not of the repair's
+    config, yet it is what a side-by-side comparison of split sizes varies.
+    """
+    over = json.loads(config)
+    if not isinstance(over, dict):
+        raise ValueError(f"--config must be a JSON object, got {config!r}")
+    holdout = float(over.pop("holdout", 0.2))
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    return holdout, over
 
 
 def floor_rows(paths: list[str], attack: str, seed: int, threads: int) -> list[dict]:
@@ -168,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trusted", default="500",
                     help="N: N stratified CIFAR-10 test images (as bench_detect); or a folder")
     ap.add_argument("--config", action="append", default=None,
-                    help="JSON overrides of PivotalConfig; repeat to compare variants")
+                    help="JSON overrides of PivotalConfig (and \"holdout\": the held-out share); "
+                         "repeat to compare variants")
     ap.add_argument("--steps", type=int, default=None,
                     help="repair steps (default: the CPU standard budget's, as a scan)")
     ap.add_argument("--trajectory", type=int, default=0, metavar="K",
@@ -200,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                                     args.floor)))
         return 0
     configs = args.config or ["{}"]
-    for c in configs:
-        json.loads(c)  # fail before any work on a typo
+    try:
+        for c in configs:
+            parse_config(c)  # fail before any work on a typo
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     job = dict(trusted=args.trusted, steps=args.steps, seed=args.seed, threads=args.threads,
                precision=args.precision, nchw=args.nchw, trajectory=args.trajectory)
     work = [(p, c) for c in configs for p in paths]

@@ -1,4 +1,4 @@
-"""Metrics of the games and detectors: accuracy, ASR, anomaly index, ROC AUC."""
+"""Metrics of the games, repairs and detectors: accuracy, ASR, anomaly index, ROC AUC."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def within_drop(value: float, reference: float, max_drop: float) -> bool:
     (RESULTS 3d). 1e-6 is far below one image in any realistic split.
     """
     return value >= reference - max_drop - 1e-6
+
+
+def paired_drop_se(pred_ref: Tensor, pred_new: Tensor, labels: Tensor) -> float:
+    """Standard error of accuracy(ref) - accuracy(new) measured on the same images.
+
+    Why: a repair's Delta rule compares two models on one small held-out set. The per-image
+    differences (+1 the reference alone is right, -1 the new model alone, 0 both or neither) give
+    the honest uncertainty of that drop; with 100 images it can exceed a 2-point budget, and
+    the user should see that next to the drop (RESULTS 3e). NaN with fewer than two images.
+    """
+    n = labels.numel()
+    if n < 2:
+        return float("nan")
+    d = (pred_ref == labels).double() - (pred_new == labels).double()
+    return float(d.std(unbiased=True) / n ** 0.5)
 
 
 def attack_success_rate(pred: Tensor, labels: Tensor, target: int) -> float:
