@@ -146,6 +146,9 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     python -m scanner.eval.bench_repair --models "$DEV" \
         --config '{}' --config '{"holdout": 0.4}' --config '{"holdout": 0.3}' --jobs 1 --threads 1 \
         --out "$OUT/repair_dev_s11_holdout.jsonl" > "$OUT/repair_dev_s11_holdout.txt"
+    # the default again, now that rows carry the held-out drop's standard error
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{}' "${R[@]}" \
+        --out "$OUT/repair_dev_s11_se.jsonl" > "$OUT/repair_dev_s11_se.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
