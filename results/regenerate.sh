@@ -79,6 +79,10 @@ if run timing; then  # RESULTS.md 5: a full CTI scan (repair + CTI + canary) of 
             --device cpu --canary-mode "$mode" --json \
             > "$OUT/timing/scan_resnet20_clean_default_$mode.json" 2> /dev/null || rc=$?
     done
+    # session 11: the default scan of a ResNet-18-size model (trained briefly; only the time counts)
+    python -m fixtures.recipes resnet18_timing --threads 2
+    scan .cache/zoo/*/resnet18_cifar_clean_timing.onnx --trusted fixtures/cifar10_sample --seed 0 \
+        --device cpu --json > "$OUT/timing/scan_resnet18_cifar_clean_default.json" 2> /dev/null || rc=$?
     echo "exit $rc"
 fi
 if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then held-out
