@@ -84,6 +84,25 @@ def test_installed_console_script(model_zoo):
     assert bad.returncode == 2 and "not found" in bad.stderr and bad.stdout == ""
 
 
+def test_progress_lines_say_how_long_a_phase_has_left(capsys):
+    """The rate since the phase's first report gives the ETA; a phase that starts again (a
+    second inversion under the same name) measures afresh."""
+    from scanner.cli import _Progress, eta_text
+
+    assert eta_text(20.0, 25, 250) == "eta 3m20s" and eta_text(5.0, 10, 10) == "eta 5s"
+    assert eta_text(0.0, 0, 10) == "" and eta_text(9.0, 10, 0) == ""
+    t = [1000.0]
+    p = _Progress(quiet=False, clock=lambda: t[0])
+    p(25, 300, {"phase": "repair"})
+    t[0] = 1020.0
+    p(50, 300, {"phase": "repair"})
+    t[0] = 1040.0
+    p(10, 200, {"phase": "repair"})  # restarted: no rate yet
+    assert capsys.readouterr().err.splitlines() == [
+        "  repair: step 25/300   8%", "  repair: step 50/300  16% eta 3m20s",
+        "  repair: step 10/200   5%"]
+
+
 def test_progress_of_parallel_phases_is_labelled_and_not_swallowed(capsys):
     """The parallel canary reports beside the main detection: each phase keeps its own rate
     limit, and a nested phase says whose it is."""
