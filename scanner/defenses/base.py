@@ -211,7 +211,8 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     when the tuned copy has a different structure that computes the same function (re-inserted
     BatchNorm).
     """
-    pivot_cda = heldout_accuracy(pivot, x_held, y_held)
+    pivot_pred = predict(pivot, x_held)  # kept for the drop's standard error at the end
+    pivot_cda = accuracy(pivot_pred, y_held)
     keeper = BestWithinBudget(start if start is not None else pivot, pivot_cda, cfg.max_cda_drop)
     traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
     patch_aug = getattr(cfg, "patch_aug", 0.0)
@@ -271,7 +272,7 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     if not moved:
         notes.append("no tuned state stayed within the accuracy budget: the model was NOT repaired")
     else:
-        se = paired_drop_se(predict(pivot, x_held), predict(tuned, x_held), y_held.cpu())
+        se = paired_drop_se(pivot_pred, predict(tuned, x_held), y_held.cpu())
         notes.append(drop_uncertainty_note(pivot_cda - keeper.cda, se, len(y_held),
                                            cfg.max_cda_drop))
     return RepairResult(model=tuned, pivot_cda=pivot_cda, best_step=keeper.step,

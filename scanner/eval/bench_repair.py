@@ -11,9 +11,10 @@ focused repair), ``{"focus": 0.0, "distill": 1.0}`` the calibration repair insid
 scan (``scanner.defenses.pivotal.CALIBRATION``). ``--trusted DIR`` uses a folder instead
 (the shipped 500-image sample was how the first repair figures were made). A config's
 ``"holdout"`` key is not a PivotalConfig field: it sets the held-out share of the trusted data
-(the policy's ``gate.holdout``, 0.2 unless given), so split sizes compare side by side too. The real trigger's ASR
-and the clean accuracy are measured on 2 000 further test images the repair never sees. The loops
-run in the scan's precision and weight layout (``--precision``, ``--nchw``).
+(the policy's ``gate.holdout``, 0.2 unless given), so split sizes compare side by side too.
+The real trigger's ASR and the clean accuracy are measured on 2 000 further test images the
+repair never sees. The loops run in the scan's precision and weight layout (``--precision``,
+``--nchw``).
 
 The target is issue 4's: real-trigger ASR <= 0.05 with a test-accuracy drop <= 2 points for the
 state the repair keeps by its own held-out rule. The summary counts exactly that per config.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -87,8 +89,9 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
             "asr_before": before["asr"], "cda_before": before["cda_test"],
             "asr_after": after["asr"], "cda_after": after["cda_test"],
             "cda_drop": before["cda_test"] - after["cda_test"], "kept_step": res.best_step,
-            "held_drop": res.cda_drop, "held_drop_se": res.cda_drop_se, "holdout": holdout, "held_images": len(held),
-            "moved": res.moved, "wall_s": wall,
+            "held_drop": res.cda_drop,
+            "held_drop_se": None if math.isnan(res.cda_drop_se) else res.cda_drop_se,
+            "holdout": holdout, "held_images": len(held), "moved": res.moved, "wall_s": wall,
             "precision": precision, "channels_last": fast_layout, "steps": cfg.steps,
             "focus_class": res.info.get("focus_class"),
             "trajectory": [{"step": c.step, "held": c.cda, **c.extra} for c in res.trajectory]}
