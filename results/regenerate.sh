@@ -158,6 +158,20 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s11[234].onnx' \
         --config '{}' "${R[@]}" \
         --out "$OUT/repair_holdout4_s11.jsonl" > "$OUT/repair_holdout4_s11.txt"
+    # session 12 (3f): the default's test ASR and drop at every checkpoint on dev, then two
+    # candidates on dev (both rejected there)
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{}' --trajectory 25 "${R[@]}" \
+        --out "$OUT/repair_dev_s12_trajectory.jsonl" > "$OUT/repair_dev_s12_trajectory.txt"
+    # (the rejected unlearn_reversed rows need the knob, so a checkout of 5c983e9:
+    #  bench_repair --models "$DEV" --config '{"unlearn_reversed": 0.3}'
+    #  --config '{"unlearn_reversed": 1.0}' --jobs 2 --threads 1 --out repair_dev_s12_reversed.jsonl)
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{"steps": 500}' --trajectory 25 \
+        "${R[@]}" --out "$OUT/repair_dev_s12_steps500.jsonl" > "$OUT/repair_dev_s12_steps500.txt"
+    # and the default on the sixth fresh zoo (seeds 115-117), a measurement only
+    python -m fixtures.recipes holdout5 --threads 2
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s11[567].onnx' \
+        --config '{}' "${R[@]}" \
+        --out "$OUT/repair_holdout5_s12.jsonl" > "$OUT/repair_holdout5_s12.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

@@ -470,10 +470,13 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     assert [meets_target(r) for r in rows] == [True, False, False, False]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert bench_repair_main(["--models", "unused", "--summarize", str(path)]) == 0
+    assert bench_repair_main(["--summarize", str(path)]) == 0  # no --models needed
     out = capsys.readouterr().out
     assert "config {}: 1/2 at ASR <= 0.05 with test CDA drop <= 2 points (2/2 at the ASR alone)" in out
     assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
+    with pytest.raises(SystemExit) as e:  # without --summarize, --models is required
+        bench_repair_main([])
+    assert e.value.code == 2
 
 
 def test_bench_repair_config_may_set_the_held_out_share():

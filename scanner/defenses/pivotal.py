@@ -40,8 +40,7 @@ from scanner.defenses.base import (Monitor, adam_cosine, ProgressFn, RepairResul
                                    cfg_for_device, finetune_loop, pick_lr, random_patches,
                                    sgd_cosine, start_repair)
 from scanner.defenses.batchnorm import fold_batchnorm, unfold_batchnorm
-from scanner.defenses.unlearn import (OnlineTriggers, UnlearnConfig, bn_stats_kept,
-                                      unlearning_loss)
+from scanner.defenses.unlearn import OnlineTriggers, UnlearnConfig, unlearning_loss
 from scanner.detectors.result import DetectionResult
 from scanner.ops.latent import class_centroids, parameter_distance, slol_code, slol_paper
 
@@ -87,9 +86,6 @@ class PivotalConfig:
     # (dev zoo: mean ASR 0.16 against 0.02 unseeded; RESULTS 3c).
     focus: float = 0.5
     focus_steps: int = 200
-    # Weight of keeping true labels on trusted images stamped with the suspect class's *reversed*
-    # trigger (Neural Cleanse's repair, a fixed pattern beside the online triggers; 0: off).
-    unlearn_reversed: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -133,14 +129,10 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     pivot, tuned, g, device = start_repair(pivot, device, cfg.seed)
     notes: list[str] = []
     suspect = None
-    reversed_fn = None
     if cfg.unlearn > 0 and cfg.focus > 0:
         suspect, detection, why = _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg, detection,
                                            device, progress)
         notes.append(why)
-        if cfg.unlearn_reversed > 0:
-            reversed_fn, why = _reversed_trigger(detection, suspect)
-            notes.append(why)
     unfolded = 0
     if cfg.unfold_bn and not tuned.has_batchnorm():
         unfolded = unfold_batchnorm(tuned, x_tune.to(device))
@@ -188,16 +180,6 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
                                          focus_cls=suspect, focus=cfg.focus)
             loss = loss + cfg.unlearn * w * ul
             parts.update(unlearn=ul, fooled=fooled, mask_cost=triggers.cost)
-        if reversed_fn is not None:
-            # the half of the batch the online triggers leave clean carries the reversed trigger
-            k = max(1, int(round(cfg.unlearn_frac * len(yb))))
-            if k < len(yb):
-                with torch.no_grad():
-                    xr = reversed_fn(xb[k:])
-                with bn_stats_kept(tuned):
-                    rl = F.cross_entropy(tuned(xr), yb[k:])
-                loss = loss + cfg.unlearn_reversed * w * rl
-                parts["unlearn_reversed"] = rl
         return loss, parts
 
     res = finetune_loop(pivot, tuned, x_tune, y_tune, x_held, y_held, cfg, step_fn, opt, sched,
@@ -208,17 +190,6 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     if suspect is not None:
         res.info.update(focus_class=suspect, focus_score=detection.model_score)
     return res
-
-
-def _reversed_trigger(detection: DetectionResult, suspect: int):
-    """(stamp function or None, note): the detection's reversed trigger for ``suspect``."""
-    ts = detection.triggers
-    if ts is None or suspect not in ts.classes:
-        return None, (f"no reversed trigger for class {suspect} in the detection: reversed-"
-                      "trigger unlearning is off for this repair")
-    i = ts.classes.index(suspect)
-    return (lambda x: ts.apply(i, x).clamp(0, 1)), (
-        f"unlearning also the reversed {ts.form} trigger of class {suspect}")
 
 
 def _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,

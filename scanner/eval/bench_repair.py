@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m scanner.eval.bench_repair", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", required=True, help="ONNX files or glob patterns")
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="ONNX files or glob patterns (required unless --summarize)")
     ap.add_argument("--trusted", default="500",
                     help="N: N stratified CIFAR-10 test images (as bench_detect); or a folder")
     ap.add_argument("--config", action="append", default=None,
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_rows(args.summarize, key=lambda r: (r["model"], r["config"]))
         print("\n".join(summary_lines(rows)))
         return 0
+    if not args.models:
+        ap.error("--models is required (unless --summarize)")
     try:
         paths = find_models(args.models, args.jobs, args.threads)
     except ValueError as e:
