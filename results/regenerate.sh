@@ -167,11 +167,21 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     #  --config '{"unlearn_reversed": 1.0}' --jobs 2 --threads 1 --out repair_dev_s12_reversed.jsonl)
     python -m scanner.eval.bench_repair --models "$DEV" --config '{"steps": 500}' --trajectory 25 \
         "${R[@]}" --out "$OUT/repair_dev_s12_steps500.jsonl" > "$OUT/repair_dev_s12_steps500.txt"
+    # what drives the creep (two dev ResNet-8s, no choice made) and the proxy the repair could see
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s10[12].onnx' \
+        --config '{"lambda_p": 0.0}' --config '{"distill": 1.0}' --trajectory 25 "${R[@]}" \
+        --out "$OUT/repair_dev_s12_creep_ablation.jsonl"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s10[12].onnx' \
+        '.cache/zoo/*/vgg_small_badnets_s10[02].onnx' --config '{}' --trajectory 25 --proxy \
+        "${R[@]}" --out "$OUT/repair_dev_s12_proxy.jsonl" > "$OUT/repair_dev_s12_proxy.txt"
     # and the default on the sixth fresh zoo (seeds 115-117), a measurement only
     python -m fixtures.recipes holdout5 --threads 2
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s11[567].onnx' \
         --config '{}' "${R[@]}" \
         --out "$OUT/repair_holdout5_s12.jsonl" > "$OUT/repair_holdout5_s12.txt"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s117.onnx' \
+        --config '{}' --trajectory 25 --threads 1 \
+        --out "$OUT/repair_holdout5_s12_s117_trajectory.jsonl"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \

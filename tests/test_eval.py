@@ -477,6 +477,9 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # without --summarize, --models is required
         bench_repair_main([])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # the proxy is measured per checkpoint only
+        bench_repair_main(["--models", str(path), "--proxy"])
+    assert e.value.code == 2
 
 
 def test_bench_repair_config_may_set_the_held_out_share():

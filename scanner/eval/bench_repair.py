@@ -19,7 +19,10 @@ repair never sees. The loops run in the scan's precision and weight layout (``--
 The target is issue 4's: real-trigger ASR <= 0.05 with a test-accuracy drop <= 2 points for the
 state the repair keeps by its own held-out rule. The summary counts exactly that per config.
 ``--floor badnets`` on clean models prints the level under which no repair can be expected to
-go: the trigger's "ASR" on models that never learnt it.
+go: the trigger's "ASR" on models that never learnt it. ``--trajectory K --proxy`` adds, at
+every checkpoint, what the repair itself could see of the backdoor: the success of the suspect
+class's reversed trigger (the focus's mask inversion, run once here and handed to the repair, so
+the run is the same) on the tuned copy, over the trusted images (RESULTS 3f).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ ASR_TARGET, DROP_TARGET = 0.05, 0.02
 
 
 def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: int,
-                threads: int, precision: str, nchw: bool, trajectory: int) -> dict:
+                threads: int, precision: str, nchw: bool, trajectory: int,
+                proxy: bool = False) -> dict:
     """One model under one config: the row ``--out`` records (runs in a worker with ``--jobs``)."""
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -71,18 +75,23 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
     attack = get_attack(rec["attack"], m=max(1, rec["m"]), target=rec["target"], seed=rec["seed"])
     xa = attack.apply(xe)
 
-    def measure(m) -> dict:
-        return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
-                "cda_test": accuracy(predict(m, xe), ye)}
-
     budget = get_budget("cpu", "standard")
     over = {"steps": steps or budget.repair_steps, "batch_size": budget.repair_batch,
             "seed": seed, **({"eval_every": trajectory} if trajectory else {}), **over}
     cfg = PivotalConfig.for_device(device, **over)
+    detection, proxy_of = None, None
+    if proxy:
+        detection, proxy_of = _reversed_proxy(model, tune, held, cfg, device, precision)
+
+    def measure(m) -> dict:
+        return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
+                "cda_test": accuracy(predict(m, xe), ye),
+                **({"proxy": proxy_of(m)} if proxy_of else {})}
+
     t = time.perf_counter()
     with Compute(device, precision).loops():
         res = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
-                             monitor=measure if trajectory else None)
+                             monitor=measure if trajectory else None, detection=detection)
     wall = time.perf_counter() - t
     before, after = measure(model), measure(res.model)
     return {"model": Path(path).name, "config": config, "target": rec["target"],
@@ -95,6 +104,32 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
             "precision": precision, "channels_last": fast_layout, "steps": cfg.steps,
             "focus_class": res.info.get("focus_class"),
             "trajectory": [{"step": c.step, "held": c.cda, **c.extra} for c in res.trajectory]}
+
+
+def _reversed_proxy(model, tune, held, cfg, device, precision):
+    """(detection, model -> success of the suspect's reversed trigger on all trusted images).
+
+    The inversion is the one ``pivotal_tuning`` runs for its focus (same steps, seed, statistic),
+    so handing it over leaves the repair unchanged.
+    """
+    from scanner.classifier import predict
+    from scanner.detectors.inversion import InversionConfig
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.ops.metrics import attack_success_rate
+    from scanner.ops.precision import Compute
+
+    with torch.no_grad():
+        k = int(model(tune.x[:1].to(device)).shape[1])
+    with Compute(device, precision).loops():
+        det = nc_detect(model, tune.x, tune.y, held.x, held.y, k,
+                        NCConfig(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed),
+                                 statistic="log_mad"), device=device)
+    c = det.top_class
+    i = det.triggers.classes.index(c)
+    x = torch.cat([tune.x, held.x])
+    y = torch.cat([tune.y, held.y])
+    xr = det.triggers.apply(i, x).clamp(0, 1)
+    return det, lambda m: attack_success_rate(predict(m, xr), y, c)
 
 
 def parse_config(config: str) -> tuple[float, dict]:
@@ -196,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="repair steps (default: the CPU standard budget's, as a scan)")
     ap.add_argument("--trajectory", type=int, default=0, metavar="K",
                     help="also measure test ASR/CDA every K steps (slower); 0: kept state only")
+    ap.add_argument("--proxy", action="store_true",
+                    help="with --trajectory: also the suspect's reversed-trigger success per "
+                         "checkpoint (what the repair could see of the backdoor)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=1, help="repairs at once, one process each")
     ap.add_argument("--seed", type=int, default=0)
@@ -215,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.models:
         ap.error("--models is required (unless --summarize)")
+    if args.proxy and not args.trajectory:
+        ap.error("--proxy needs --trajectory K")
     try:
         paths = find_models(args.models, args.jobs, args.threads)
     except ValueError as e:
@@ -232,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 2
     job = dict(trusted=args.trusted, steps=args.steps, seed=args.seed, threads=args.threads,
-               precision=args.precision, nchw=args.nchw, trajectory=args.trajectory)
+               precision=args.precision, nchw=args.nchw, trajectory=args.trajectory,
+               proxy=args.proxy)
     work = [(p, c) for c in configs for p in paths]
     t0 = time.perf_counter()
     rows = []
