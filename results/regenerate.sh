@@ -174,7 +174,10 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s10[12].onnx' \
         '.cache/zoo/*/vgg_small_badnets_s10[02].onnx' --config '{}' --trajectory 25 --proxy \
         "${R[@]}" --out "$OUT/repair_dev_s12_proxy.jsonl" > "$OUT/repair_dev_s12_proxy.txt"
-    # and the default on the sixth fresh zoo (seeds 115-117), a measurement only
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s10[12].onnx' \
+        '.cache/zoo/*/vgg_small_badnets_s10[02].onnx' --config '{}' --trajectory 25 --held-views \
+        "${R[@]}" --out "$OUT/repair_dev_s12_views.jsonl" > "$OUT/repair_dev_s12_views.txt"
+    # and the default on the fifth fresh zoo (seeds 115-117), a measurement only
     python -m fixtures.recipes holdout5 --threads 2
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s11[567].onnx' \
         --config '{}' "${R[@]}" \

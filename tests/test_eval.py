@@ -477,9 +477,25 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # without --summarize, --models is required
         bench_repair_main([])
     assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:  # the proxy is measured per checkpoint only
-        bench_repair_main(["--models", str(path), "--proxy"])
-    assert e.value.code == 2
+    for flag in ("--proxy", "--held-views"):  # measured per checkpoint only
+        with pytest.raises(SystemExit) as e:
+            bench_repair_main(["--models", str(path), flag])
+        assert e.value.code == 2
+
+
+def test_fixed_views_by_hand():
+    """View 0 is the batch, view 1 its mirror, the others reflect-padded shifts of it."""
+    from scanner.eval.bench_repair import fixed_views
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    v = fixed_views(x, shift=1)
+    assert v.shape == (16, 1, 4, 4)
+    assert torch.equal(v[:2], x) and torch.equal(v[2:4], x.flip(-1))
+    # offset (1, 1) is the identity; offset (0, 0) moves the image one pixel down and right
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    assert torch.equal(v[4:6], padded[..., 0:4, 0:4])
+    assert torch.equal(v[4, 0, 1:, 1:], x[0, 0, :3, :3])
+    assert torch.equal(v[12:14], padded[..., 1:5, 0:4])  # (shift, 0): rows kept, columns moved
 
 
 def test_bench_repair_config_may_set_the_held_out_share():

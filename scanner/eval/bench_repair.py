@@ -22,7 +22,9 @@ state the repair keeps by its own held-out rule. The summary counts exactly that
 go: the trigger's "ASR" on models that never learnt it. ``--trajectory K --proxy`` adds, at
 every checkpoint, what the repair itself could see of the backdoor: the success of the suspect
 class's reversed trigger (the focus's mask inversion, run once here and handed to the repair, so
-the run is the same) on the tuned copy, over the trusted images (RESULTS 3f).
+the run is the same) on the tuned copy, over the trusted images (RESULTS 3f). ``--held-views``
+adds the accuracy over eight fixed views of the held-out images (as they are, mirrored, six
+shifts): whether a less noisy estimate of the drop is to be had from the same images.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ ASR_TARGET, DROP_TARGET = 0.05, 0.02
 
 def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: int,
                 threads: int, precision: str, nchw: bool, trajectory: int,
-                proxy: bool = False) -> dict:
+                proxy: bool = False, held_views: bool = False) -> dict:
     """One model under one config: the row ``--out`` records (runs in a worker with ``--jobs``)."""
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -83,10 +85,13 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
     if proxy:
         detection, proxy_of = _reversed_proxy(model, tune, held, cfg, device, precision)
 
+    xv, yv = (fixed_views(held.x), held.y.repeat(8)) if held_views else (None, None)
+
     def measure(m) -> dict:
         return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
                 "cda_test": accuracy(predict(m, xe), ye),
-                **({"proxy": proxy_of(m)} if proxy_of else {})}
+                **({"proxy": proxy_of(m)} if proxy_of else {}),
+                **({"held_views": accuracy(predict(m, xv), yv)} if held_views else {})}
 
     t = time.perf_counter()
     with Compute(device, precision).loops():
@@ -104,6 +109,16 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
             "precision": precision, "channels_last": fast_layout, "steps": cfg.steps,
             "focus_class": res.info.get("focus_class"),
             "trajectory": [{"step": c.step, "held": c.cda, **c.extra} for c in res.trajectory]}
+
+
+def fixed_views(x: torch.Tensor, shift: int = 2) -> torch.Tensor:
+    """Eight views of each image, stacked view by view: as is, mirrored, and shifted by
+    ``shift`` pixels (reflect padding) to six fixed offsets."""
+    h, w = x.shape[-2:]
+    xp = torch.nn.functional.pad(x, (shift,) * 4, mode="reflect")
+    offsets = ((0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift), (shift, 0),
+               (0, shift))
+    return torch.cat([x, x.flip(-1)] + [xp[..., i:i + h, j:j + w] for i, j in offsets])
 
 
 def _reversed_proxy(model, tune, held, cfg, device, precision):
@@ -234,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy", action="store_true",
                     help="with --trajectory: also the suspect's reversed-trigger success per "
                          "checkpoint (what the repair could see of the backdoor)")
+    ap.add_argument("--held-views", action="store_true",
+                    help="with --trajectory: also the accuracy over 8 fixed views of the "
+                         "held-out images per checkpoint")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=1, help="repairs at once, one process each")
     ap.add_argument("--seed", type=int, default=0)
@@ -253,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.models:
         ap.error("--models is required (unless --summarize)")
-    if args.proxy and not args.trajectory:
-        ap.error("--proxy needs --trajectory K")
+    if (args.proxy or args.held_views) and not args.trajectory:
+        ap.error("--proxy and --held-views need --trajectory K")
     try:
         paths = find_models(args.models, args.jobs, args.threads)
     except ValueError as e:
@@ -273,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = dict(trusted=args.trusted, steps=args.steps, seed=args.seed, threads=args.threads,
                precision=args.precision, nchw=args.nchw, trajectory=args.trajectory,
-               proxy=args.proxy)
+               proxy=args.proxy, held_views=args.held_views)
     work = [(p, c) for c in configs for p in paths]
     t0 = time.perf_counter()
     rows = []
