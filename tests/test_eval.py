@@ -491,7 +491,7 @@ def test_fixed_views_by_hand():
     v = fixed_views(x, shift=1)
     assert v.shape == (16, 1, 4, 4)
     assert torch.equal(v[:2], x) and torch.equal(v[2:4], x.flip(-1))
-    # offset (1, 1) is the identity; offset (0, 0) moves the image one pixel down and right
+    # offset (0, 0) moves the image one pixel down and right
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
     assert torch.equal(v[4:6], padded[..., 0:4, 0:4])
     assert torch.equal(v[4, 0, 1:, 1:], x[0, 0, :3, :3])

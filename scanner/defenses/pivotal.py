@@ -130,8 +130,8 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     notes: list[str] = []
     suspect = None
     if cfg.unlearn > 0 and cfg.focus > 0:
-        suspect, detection, why = _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg, detection,
-                                           device, progress)
+        suspect, detection, why = find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg,
+                                               detection, device, progress)
         notes.append(why)
     unfolded = 0
     if cfg.unfold_bn and not tuned.has_batchnorm():
@@ -192,8 +192,8 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     return res
 
 
-def _suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
-             detection: DetectionResult | None, device, progress) -> tuple:
+def find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
+                 detection: DetectionResult | None, device, progress) -> tuple:
     """(class, detection, note): the detection's top class, inverting here when none is given."""
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import NCConfig, nc_detect

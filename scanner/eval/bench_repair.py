@@ -124,22 +124,16 @@ def fixed_views(x: torch.Tensor, shift: int = 2) -> torch.Tensor:
 def _reversed_proxy(model, tune, held, cfg, device, precision):
     """(detection, model -> success of the suspect's reversed trigger on all trusted images).
 
-    The inversion is the one ``pivotal_tuning`` runs for its focus (same steps, seed, statistic),
-    so handing it over leaves the repair unchanged.
+    The inversion is the repair's own focus inversion (``find_suspect``), so handing it over
+    leaves the repair unchanged.
     """
     from scanner.classifier import predict
-    from scanner.detectors.inversion import InversionConfig
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.defenses.pivotal import find_suspect
     from scanner.ops.metrics import attack_success_rate
     from scanner.ops.precision import Compute
 
-    with torch.no_grad():
-        k = int(model(tune.x[:1].to(device)).shape[1])
     with Compute(device, precision).loops():
-        det = nc_detect(model, tune.x, tune.y, held.x, held.y, k,
-                        NCConfig(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed),
-                                 statistic="log_mad"), device=device)
-    c = det.top_class
+        c, det, _ = find_suspect(model, tune.x, tune.y, held.x, held.y, cfg, None, device, None)
     i = det.triggers.classes.index(c)
     x = torch.cat([tune.x, held.x])
     y = torch.cat([tune.y, held.y])
