@@ -161,6 +161,29 @@ def test_a_drop_of_exactly_the_budget_is_within_it():
     assert keeper.offer(nn.Linear(1, 1), 25, after) and keeper.step == 25
 
 
+def test_least_probe_keeper_by_hand():
+    """Checkpoints (step, held-out accuracy, probe), pivot 0.70, budget 2 points, slack 0.01:
+    step 100 is out of budget whatever its probe; the minimum within budget is 0.029 at 75;
+    125 (0.036) is within the slack and later, so it is kept; 150 (0.045) is not, and neither
+    are 175 (NaN-free, 0.040) or 200 (out of budget). "Latest" would keep 175."""
+    from scanner.defenses.base import BestWithinBudget, LeastBackdoorWithinBudget
+
+    seen = [(50, 0.69, 0.042), (75, 0.70, 0.029), (100, 0.60, 0.001), (125, 0.68, 0.036),
+            (150, 0.70, 0.045), (175, 0.71, 0.040), (200, 0.65, 0.030)]
+    keeper = LeastBackdoorWithinBudget(nn.Linear(1, 1), 0.70, 0.02, slack=0.01)
+    latest = BestWithinBudget(nn.Linear(1, 1), 0.70, 0.02)
+    for step, cda, probe in seen:
+        keeper.offer(nn.Linear(1, 1), step, cda, probe)
+        latest.offer(nn.Linear(1, 1), step, cda)
+    assert (keeper.step, keeper.probe, keeper.least) == (125, 0.036, 0.029)
+    assert latest.step == 175
+    # no probe value (NaN) is the plain Delta rule
+    plain = LeastBackdoorWithinBudget(nn.Linear(1, 1), 0.70, 0.02, slack=0.01)
+    for step, cda, _ in seen:
+        plain.offer(nn.Linear(1, 1), step, cda, math.nan)
+    assert plain.step == 175
+
+
 def test_paired_drop_se_by_hand():
     """Per-image differences [0, 0, +1, -1]: mean 0, sample variance 2/3, s.e. sqrt(2/3)/2."""
     from scanner.ops.metrics import paired_drop_se

@@ -158,6 +158,38 @@ def test_focused_repair_finds_the_target_and_reuses_a_given_detection(digits_spl
     assert "focus_class" not in off.info and not any("focused" in n for n in off.notes)
 
 
+def test_least_probe_keeps_by_the_reversed_trigger_without_changing_the_run(digits_split):
+    """``keep="least_probe"`` only changes which state is kept: the run's held-out accuracies
+    are the "latest" run's, every checkpoint carries the probe (the suspect's reversed trigger
+    works on the pivot), and the kept step is the keeper's rule applied to that trajectory."""
+    import dataclasses
+
+    from scanner.defenses.base import LeastBackdoorWithinBudget
+    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+    from scanner.detectors.inversion import InversionConfig
+    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+
+    net, _ = digits_model("badnets")
+    tune, held = digits_split
+    pivot = SplitClassifier(net, InputSpec())
+    cfg = PivotalConfig(steps=40, eval_every=10, seed=0)
+    det = nc_detect(pivot, tune.x, tune.y, held.x, held.y, 10,
+                    NCConfig(InversionConfig(steps=60), statistic="log_mad"))
+    latest = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg, detection=det)
+    probed = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
+                            dataclasses.replace(cfg, keep="least_probe", keep_slack=0.01),
+                            detection=det)
+    assert [c.cda for c in probed.trajectory] == [c.cda for c in latest.trajectory]
+    assert probed.trajectory[0].extra["probe"] >= 0.5, probed.trajectory[0]
+    replay = LeastBackdoorWithinBudget(nn.Linear(1, 1), probed.pivot_cda, 0.02, slack=0.01)
+    for c in probed.trajectory[1:]:
+        replay.offer(nn.Linear(1, 1), c.step, c.cda, c.extra["probe"])
+    assert probed.best_step == replay.step
+    assert any("suspect-trigger success" in n for n in probed.notes)
+    with pytest.raises(ValueError, match="keep must be"):
+        pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, dataclasses.replace(cfg, keep="x"))
+
+
 def test_pivotal_tuning_with_unfolded_batchnorm_exports_plain_convs(digits_split):
     """``unfold_bn``: the repaired model has the input's structure again (BN folded back)."""
     from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning

@@ -76,6 +76,39 @@ class BestWithinBudget:
         return False
 
 
+class LeastBackdoorWithinBudget(BestWithinBudget):
+    """The latest checkpoint within the budget whose probe (the success of a reversed trigger on
+    the tuned copy) is at most ``slack`` above the lowest probe seen within the budget.
+
+    Why: within one Pivotal Tuning run the backdoor goes by step 50-75 and then creeps back
+    1.5-2x while accuracy recovers (RESULTS 3f), so "latest within budget" keeps a state the
+    backdoor has partly returned to. The slack keeps the rule from chasing the probe's noise
+    down into the accuracy trough. Online is the same as offline: the minimum only falls, and a
+    checkpoint that lowers it below the kept one's probe minus the slack is itself eligible and
+    later, so one state is all that needs keeping.
+    """
+
+    def __init__(self, model: nn.Module, pivot_cda: float, max_drop: float,
+                 slack: float) -> None:
+        super().__init__(model, pivot_cda, max_drop)
+        self.slack = slack
+        self.least = math.inf
+        self.probe = math.nan
+
+    def offer(self, model: nn.Module, step: int, cda: float, probe: float = math.nan) -> bool:
+        if not within_drop(cda, self.pivot_cda, self.max_drop):
+            self.exceeded += 1
+            return False
+        self.exceeded = 0
+        eligible = not probe > self.least + self.slack  # NaN probes: fall back to "latest"
+        if not math.isnan(probe):
+            self.least = min(self.least, probe)
+        if eligible:
+            self.state = copy.deepcopy(model.state_dict())
+            self.step, self.cda, self.probe = step, cda, probe
+        return eligible
+
+
 def heldout_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return accuracy(predict(model, x), y)
 
@@ -199,7 +232,9 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
                   monitor: Monitor | None = None, progress: ProgressFn | None = None,
                   batch_fn: BatchFn | None = None, after_step: AfterStep | None = None,
                   progress_extra: dict | None = None,
-                  start: nn.Module | None = None) -> RepairResult:
+                  start: nn.Module | None = None,
+                  probe: Callable[[nn.Module], float] | None = None,
+                  probe_slack: float = 0.01) -> RepairResult:
     """Train ``tuned`` with ``step_fn`` and keep the latest state within the Delta budget.
 
     ``cfg`` needs: steps, batch_size, eval_every, max_cda_drop, patience, augment,
@@ -209,12 +244,20 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
     budget the result is the unchanged pivot (``moved`` False), even if the tuned copy was
     modified before the loop (e.g. pruned). ``start`` replaces the pivot as the rollback state
     when the tuned copy has a different structure that computes the same function (re-inserted
-    BatchNorm).
+    BatchNorm). ``probe`` (a model's backdoor estimate, e.g. a reversed trigger's success) makes
+    the keeper ``LeastBackdoorWithinBudget`` with ``probe_slack``; its value is in each
+    checkpoint's ``extra["probe"]``.
     """
     pivot_pred = predict(pivot, x_held)  # kept for the drop's standard error at the end
     pivot_cda = accuracy(pivot_pred, y_held)
-    keeper = BestWithinBudget(start if start is not None else pivot, pivot_cda, cfg.max_cda_drop)
-    traj = [Checkpoint(0, pivot_cda, monitor(pivot) if monitor else {})]
+    rollback = start if start is not None else pivot
+    keeper = (BestWithinBudget(rollback, pivot_cda, cfg.max_cda_drop) if probe is None else
+              LeastBackdoorWithinBudget(rollback, pivot_cda, cfg.max_cda_drop, probe_slack))
+
+    def measure(m: nn.Module) -> dict:
+        return {**(monitor(m) if monitor else {}), **({"probe": probe(m)} if probe else {})}
+
+    traj = [Checkpoint(0, pivot_cda, measure(pivot))]
     patch_aug = getattr(cfg, "patch_aug", 0.0)
     n = len(y_tune)
     step = 0
@@ -250,8 +293,12 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
             step += 1
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 cda = heldout_accuracy(tuned, x_held, y_held)
-                keeper.offer(tuned, step, cda)
-                ck = Checkpoint(step, cda, monitor(tuned) if monitor else {},
+                seen = measure(tuned)
+                if probe is None:
+                    keeper.offer(tuned, step, cda)
+                else:
+                    keeper.offer(tuned, step, cda, seen["probe"])
+                ck = Checkpoint(step, cda, seen,
                                 {**{k: _scalar(v) for k, v in parts.items()}, "total": loss.item()})
                 traj.append(ck)
                 if progress:

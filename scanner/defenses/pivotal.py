@@ -86,6 +86,11 @@ class PivotalConfig:
     # (dev zoo: mean ASR 0.16 against 0.02 unseeded; RESULTS 3c).
     focus: float = 0.5
     focus_steps: int = 200
+    # Which state within the budget is kept: "latest" (the paper's Delta rule) or "least_probe",
+    # the latest whose suspect-trigger success is within ``keep_slack`` of the lowest seen
+    # (scanner.defenses.base.LeastBackdoorWithinBudget; needs a focus with a reversed trigger).
+    keep: str = "latest"
+    keep_slack: float = 0.01
     seed: int = 0
 
     @classmethod
@@ -125,6 +130,8 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
 
     ``detection``: a detection of the same model (the scan's); ``focus`` takes its top class.
     """
+    if cfg.keep not in ("latest", "least_probe"):
+        raise ValueError(f"keep must be 'latest' or 'least_probe', got {cfg.keep!r}")
     t0 = time.perf_counter()
     pivot, tuned, g, device = start_repair(pivot, device, cfg.seed)
     notes: list[str] = []
@@ -182,14 +189,43 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
             parts.update(unlearn=ul, fooled=fooled, mask_cost=triggers.cost)
         return loss, parts
 
+    probe = None
+    if cfg.keep == "least_probe":
+        probe = suspect_probe(suspect, detection, x_tune, y_tune, x_held, y_held)
+        notes.append("kept the latest state within budget whose suspect-trigger success is within "
+                     f"{cfg.keep_slack:g} of the lowest seen" if probe is not None else
+                     "keep=least_probe needs a reversed trigger for the suspect class; none was "
+                     "given, so the latest state within budget was kept")
     res = finetune_loop(pivot, tuned, x_tune, y_tune, x_held, y_held, cfg, step_fn, opt, sched,
                         g=g, device=device, notes=notes, t0=t0, monitor=monitor,
-                        progress=progress, start=start)
+                        progress=progress, start=start, probe=probe, probe_slack=cfg.keep_slack)
     if unfolded:
         fold_batchnorm(res.model)
     if suspect is not None:
         res.info.update(focus_class=suspect, focus_score=detection.model_score)
     return res
+
+
+def suspect_probe(suspect: int | None, detection: DetectionResult | None, x_tune, y_tune,
+                  x_held, y_held):
+    """model -> success of the suspect class's reversed trigger on all trusted images, or None
+    when there is no suspect or the detection kept no trigger for it.
+
+    Why all trusted images: the probe ranks states of one run, and 500 images resolve a change
+    of 0.01 better than the 100 held-out ones; the tuned copy trains on the rest only clean or
+    with its own online triggers, never with this trigger.
+    """
+    from scanner.classifier import predict
+    from scanner.ops.metrics import attack_success_rate
+
+    if suspect is None or detection is None or detection.triggers is None \
+            or suspect not in detection.triggers.classes:
+        return None
+    i = detection.triggers.classes.index(suspect)
+    x = torch.cat([x_tune, x_held])
+    y = torch.cat([y_tune, y_held]).cpu()
+    xr = detection.triggers.apply(i, x.cpu()).clamp(0, 1)
+    return lambda m: attack_success_rate(predict(m, xr), y, suspect)
 
 
 def find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,

@@ -124,21 +124,16 @@ def fixed_views(x: torch.Tensor, shift: int = 2) -> torch.Tensor:
 def _reversed_proxy(model, tune, held, cfg, device, precision):
     """(detection, model -> success of the suspect's reversed trigger on all trusted images).
 
-    The inversion is the repair's own focus inversion (``find_suspect``), so handing it over
+    The inversion is the repair's own focus inversion (``find_suspect``) and the proxy its own
+    probe (``suspect_probe``, what ``keep="least_probe"`` ranks states by), so handing it over
     leaves the repair unchanged.
     """
-    from scanner.classifier import predict
-    from scanner.defenses.pivotal import find_suspect
-    from scanner.ops.metrics import attack_success_rate
+    from scanner.defenses.pivotal import find_suspect, suspect_probe
     from scanner.ops.precision import Compute
 
     with Compute(device, precision).loops():
         c, det, _ = find_suspect(model, tune.x, tune.y, held.x, held.y, cfg, None, device, None)
-    i = det.triggers.classes.index(c)
-    x = torch.cat([tune.x, held.x])
-    y = torch.cat([tune.y, held.y])
-    xr = det.triggers.apply(i, x).clamp(0, 1)
-    return det, lambda m: attack_success_rate(predict(m, xr), y, c)
+    return det, suspect_probe(c, det, tune.x, tune.y, held.x, held.y)
 
 
 def parse_config(config: str) -> tuple[float, dict]:
@@ -223,6 +218,41 @@ def summary_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def replay_rows(rows: list[dict], slack: float) -> list[dict]:
+    """Each trajectory row re-kept by both keep rules: what "latest" and "least_probe" (with
+    ``slack``) would have kept from the very same run.
+
+    Why: the rule that keeps a state does not change the run, so one run with ``--trajectory``
+    compares the two rules side by side exactly (the kept checkpoint's test figures are the
+    trajectory's). The rules are the repair's own keeper classes. Rows need the trajectory's
+    ``held``, ``asr`` and ``cda_test``, and ``probe`` (``keep="least_probe"`` runs) or
+    ``proxy`` (``--proxy``); others are skipped.
+    """
+    from scanner.defenses.base import BestWithinBudget, LeastBackdoorWithinBudget
+
+    out = []
+    for r in rows:
+        traj = r.get("trajectory") or []
+        key = next((k for k in ("probe", "proxy") if traj and k in traj[0]), None)
+        if key is None or "cda_test" not in traj[0]:
+            continue
+        pivot = traj[0]["held"]
+        keepers = {"latest": BestWithinBudget(torch.nn.Identity(), pivot, DROP_TARGET),
+                   f"least_probe {slack:g}": LeastBackdoorWithinBudget(
+                       torch.nn.Identity(), pivot, DROP_TARGET, slack)}
+        for c in traj[1:]:
+            keepers["latest"].offer(torch.nn.Identity(), c["step"], c["held"])
+            keepers[f"least_probe {slack:g}"].offer(torch.nn.Identity(), c["step"], c["held"],
+                                                    c[key])
+        by_step = {c["step"]: c for c in traj}
+        for name, k in keepers.items():
+            c = by_step[k.step]
+            out.append({**r, "config": f"{r['config']} [replay {name}]", "kept_step": k.step,
+                        "moved": k.step > 0, "asr_after": c["asr"], "cda_after": c["cda_test"],
+                        "cda_drop": r["cda_before"] - c["cda_test"]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from scanner.eval.jobs import append_row, find_models, read_rows, run_jobs
     from scanner.ops.precision import PRECISIONS
@@ -255,14 +285,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="append per-run JSON lines here")
     ap.add_argument("--summarize", default=None, metavar="JSONL",
                     help="run nothing: print the summary of rows written by --out")
+    ap.add_argument("--replay", type=float, default=None, metavar="SLACK",
+                    help="with --summarize: re-keep each trajectory row by both keep rules "
+                         "(latest, and least_probe with this slack) and summarise those")
     ap.add_argument("--floor", default=None, metavar="ATTACK",
                     help="repair nothing: measure ATTACK's trigger (e.g. badnets) for every "
                          "target class on --models (clean ones): the ASR no repair goes below")
     args = ap.parse_args(argv)
     if args.summarize:
         rows = read_rows(args.summarize, key=lambda r: (r["model"], r["config"]))
+        if args.replay is not None:
+            rows = replay_rows(rows, args.replay)
+            if not rows:
+                print(f"{args.summarize}: no row has a trajectory with test figures and a "
+                      "probe or proxy (run with --trajectory K and --proxy or "
+                      "keep=least_probe)", file=sys.stderr)
+                return 2
         print("\n".join(summary_lines(rows)))
         return 0
+    if args.replay is not None:
+        ap.error("--replay needs --summarize")
     if not args.models:
         ap.error("--models is required (unless --summarize)")
     if (args.proxy or args.held_views) and not args.trajectory:
