@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,31 @@ def test_pivotal_tuning_reports_no_repair(badnets_digits, digits):
                                      focus_steps=20))
     assert not r.moved and r.best_step == 0
     assert any("NOT repaired" in n for n in r.notes)
+    # the retry at half the rate (on by default) ran and failed too; both runs are in the notes
+    assert r.info["lr_retries"] == 1
+    assert any("tried again at lr 0.25" in n for n in r.notes)
+
+
+def test_a_repair_that_kept_nothing_is_tried_at_half_the_rate():
+    """Digits BadNets at lr 0.05 for 20 steps: held-out 0.94 -> 0.18 -> 0.84, nothing within
+    5 points, so no repair; at 0.025 (the retry) a state within the budget is kept. With
+    ``lr_retries=0`` the first result stands."""
+    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
+
+    _, _, xt, yt = split_digits()
+    tune, held = TrustedData(xt, yt).split(0.2, seed=0)
+    net, _ = digits_model("badnets")
+    pivot = SplitClassifier(net, InputSpec())
+    cfg = PivotalConfig(steps=20, eval_every=10, lr=0.05, max_cda_drop=0.05, focus_steps=20,
+                        lr_retries=0)
+    first = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    assert not first.moved
+    again = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
+                           dataclasses.replace(cfg, lr_retries=1))
+    assert again.moved and again.cda_drop <= 0.05, [c.cda for c in again.trajectory]
+    assert again.info["lr_retries"] == 1 and again.wall_s > 0
+    assert any("nothing was kept at lr 0.05: tried again at lr 0.025" in n for n in again.notes)
+    assert any(n.startswith("lr 0.025") for n in again.notes)
 
 
 def test_canary_implant_takes(digits):
