@@ -185,6 +185,33 @@ if run repair; then  # RESULTS.md 3b/3c: repair configs, dev BadNets models then
     python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s117.onnx' \
         --config '{}' --trajectory 25 --threads 1 \
         --out "$OUT/repair_holdout5_s12_s117_trajectory.jsonl"
+    # session 13 (3g; the commands ran with the defaults of the time: lr_no_bn 1e-3 and, for the
+    # holdout6 rows, no lr_retries; today's equivalents are '{"lr_no_bn": 0.001}' and
+    # '{"lr_no_bn": 0.001, "lr_retries": 0}'). A keep rule replayed on 3f's proxy rows, then
+    # on the seventh fresh zoo
+    python -m scanner.eval.bench_repair --summarize "$OUT/repair_dev_s12_proxy.jsonl" --replay 0.01 \
+        > "$OUT/repair_dev_s12_proxy_replay.txt"
+    python -m fixtures.recipes holdout6 --threads 2
+    H6=('.cache/zoo/*/*_badnets_s11[89].onnx' '.cache/zoo/*/*_badnets_s120.onnx')
+    python -m scanner.eval.bench_repair --models "${H6[@]}" \
+        --config '{"keep": "least_probe", "lr_no_bn": 0.001, "lr_retries": 0}' --trajectory 25 \
+        --jobs 1 --threads 1 --out "$OUT/repair_holdout6_s13.jsonl"
+    python -m scanner.eval.bench_repair --summarize "$OUT/repair_holdout6_s13.jsonl" --replay 0.01 \
+        > "$OUT/repair_holdout6_s13_replay.txt"
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/resnet8_badnets_s120.onnx' \
+        --config '{"lr_no_bn": 0.001}' --trajectory 25 --jobs 1 --threads 1 \
+        --out "$OUT/repair_holdout6_s13_s120_retry.jsonl"
+    # half the BN-folded step size: dev, then the eighth fresh zoo, and the seventh
+    python -m scanner.eval.bench_repair --models "$DEV" --config '{"lr_no_bn": 0.001}' \
+        --config '{"lr_no_bn": 0.0005}' "${R[@]}" \
+        --out "$OUT/repair_dev_s13_lr.jsonl" > "$OUT/repair_dev_s13_lr.txt"
+    python -m fixtures.recipes holdout7 --threads 2
+    python -m scanner.eval.bench_repair --models '.cache/zoo/*/*_badnets_s12[123].onnx' \
+        --config '{"lr_no_bn": 0.001}' --config '{"lr_no_bn": 0.0005}' "${R[@]}" \
+        --out "$OUT/repair_holdout7_s13_lr.jsonl" > "$OUT/repair_holdout7_s13_lr.txt"
+    python -m scanner.eval.bench_repair --models "${H6[@]}" --config '{"lr_no_bn": 0.0005}' \
+        --jobs 1 --threads 1 --out "$OUT/repair_holdout6_s13_lr.jsonl" \
+        > "$OUT/repair_holdout6_s13_lr.txt"
 fi
 if run robustness; then  # Alg. 1 on the zoo's ResNet-8 BadNets model (seed 100, target 1, m = 5 %)
     scan eval robustness --attacks badnets --m 1000 --target 1 --seeds 100 --arch resnet8 \
