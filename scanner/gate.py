@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
-from scanner.errors import EXIT_BACKDOOR, EXIT_INCONCLUSIVE, EXIT_PASS
+from scanner.errors import EXIT_BACKDOOR, EXIT_PASS
 from scanner.policy import Policy, evaluate_waivers
 
 VERDICT_RULE = {"backdoor": "BDS001", "inconclusive": "BDS002"}
@@ -32,11 +32,12 @@ class GateDecision:
 def decide(verdict: str, sha256: str, policy: Policy,
            today: _dt.date | None = None) -> GateDecision:
     """Exit code for a verdict: 0 pass, 1 backdoor (0 when an unexpired waiver applies), 3 else."""
-    if verdict == "pass":
-        return GateDecision(EXIT_PASS, False, None)
-    rule = VERDICT_RULE.get(verdict, "BDS002")
-    if verdict != "backdoor":
-        return GateDecision(EXIT_INCONCLUSIVE, False, rule)
+    from scanner.scan.verdict import exit_code
+
+    if verdict != "backdoor":  # a pass, or a scan that could not judge: waivers do not apply
+        return GateDecision(exit_code(verdict), False,
+                            None if verdict == "pass" else VERDICT_RULE.get(verdict, "BDS002"))
+    rule = VERDICT_RULE[verdict]
     matches = evaluate_waivers(policy.waivers, sha256, rule, today)
     notes = []
     for w in matches:

@@ -27,7 +27,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-METHODS = ("mask", "nc", "cti", "ratio")
+from scanner.defenses.registry import list_defenses  # noqa: E402 - after the tomllib choice
+from scanner.detectors.registry import DETECTORS  # noqa: E402
+
+METHODS = tuple(DETECTORS.names())
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "rules" / "default.toml"
 DEVICES = ("cpu", "cuda")
 
@@ -80,7 +83,7 @@ class RepairPolicy:
                              "show on the held-out data (the paper's Delta).", 0.0, 1.0)
     defense: str = _f("pivotal", "Repair method for `scan repair`: pivotal (Pivotal Tuning), or a "
                       "baseline: fine_pruning, nad, weight_decay, nc_repair.",
-                      choices=("pivotal", "fine_pruning", "nad", "weight_decay", "nc_repair"))
+                      choices=tuple(list_defenses()))
 
 
 RULES = {

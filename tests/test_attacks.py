@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from scanner.attacks import PoisonedSet, attack_class, get_attack, list_attacks
+from scanner.attacks.base import ATTACKS
 from scanner.attacks import functional as AF
 from scanner.attacks.patterns import load_patch, scatter_triggers
 from scanner.attacks.train import (_Step, attack_success_rate, evaluate, random_crop_flip,
@@ -51,9 +52,30 @@ def make(name: str, **over):
 
 
 def test_registry_lists_every_attack():
-    assert set(list_attacks()) == EXPECTED
+    assert list_attacks() == sorted(EXPECTED)
     for name in EXPECTED:
         assert attack_class(name).clean_label == (name in CLEAN_LABEL)
+    assert attack_class("Adaptive-Patch") is attack_class("adaptive_patch")
+    with pytest.raises(InputError) as e:
+        attack_class("nope")
+    assert "badnets" in e.value.hint and "wanet" in e.value.hint
+
+
+@pytest.mark.parametrize("entry", list(ATTACKS), ids=lambda e: e.name)
+def test_every_registered_attack_builds_with_defaults_and_stamps(entry, data):
+    """Through the registry itself: the registered name is the class's ``name``, the class builds
+    with its defaults, and its inference trigger changes a small batch without changing its
+    shape, dtype or range."""
+    cls = entry.obj
+    assert cls.name == entry.name and attack_class(entry.name) is cls and entry.summary
+    assert isinstance(cls().config, cls.Config)
+    # the one trigger computed on the attacker's model (poison() would train one first)
+    attack = cls(surrogate=tiny_net()) if entry.name == "adv_clean_label" else cls()
+    x = data[0][:3]
+    out = attack.apply(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert bool((out != x).flatten(1).any(1).all())
 
 
 @pytest.mark.parametrize("boost", [1, 3])

@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
-from scanner.defenses.base import RepairResult
+from scanner.defenses.base import FinetuneConfig, RepairResult
 from scanner.defenses.fine_pruning import (channel_activations, find_prune_target, prune_count,
                                            zero_channels)
 from scanner.defenses.nad import attention_loss, attention_map, stage_outputs, tap_features
 from scanner.defenses.nc_repair import NCRepairConfig, choose_class, nc_repair
-from scanner.defenses.registry import get_defense, list_defenses, make_config, run_defense
+from scanner.defenses.registry import (DEFENSES, canonical_name, get_defense, list_defenses,
+                                       make_config, run_defense)
 from scanner.detectors.inversion import InversionConfig, TriggerSet
 from scanner.detectors.neural_cleanse import NCConfig
 from scanner.detectors.result import ClassScore, DetectionResult
@@ -182,13 +183,17 @@ def test_defense_respects_the_budget(name, tiny):
 
 
 def test_registry():
-    assert list_defenses()[0] == "pivotal"
-    assert set(list_defenses()) == {"pivotal", "fine_pruning", "nad", "weight_decay", "nc_repair"}
-    cfg_cls, fn = get_defense("FP")
+    assert list_defenses() == ["pivotal", "fine_pruning", "nad", "weight_decay", "nc_repair"]
+    cfg_cls, fn = get_defense("Fine-Pruning")  # case and -/_ do not matter
     assert cfg_cls is get_defense("fine_pruning").config and fn.__name__ == "fine_pruning"
-    assert get_defense("nc").summary.startswith("Neural Cleanse repair")
-    with pytest.raises(InputError):
+    assert canonical_name("NC-Repair") == "nc_repair"
+    assert get_defense("nc_repair").summary.startswith("Neural Cleanse repair")
+    with pytest.raises(InputError) as e:
         get_defense("nope")
+    assert e.value.hint == "known: pivotal, fine_pruning, nad, weight_decay, nc_repair"
+    for alias in ("pt", "fp", "wd", "nc", "pivotal_tuning"):  # one name per defense
+        with pytest.raises(InputError):
+            get_defense(alias)
     with pytest.raises(InputError):
         make_config("nad", bogus=1)
     # Table 5 values: method knobs by default, paper-scale steps on CUDA
@@ -199,6 +204,21 @@ def test_registry():
         (2000, 1000, 128, 2.0, 1000.0)
     assert make_config("nc_repair", device="cuda").steps == 1000
     assert make_config("nc_repair").detector.inversion.steps == 100
+
+
+@pytest.mark.parametrize("entry", list(DEFENSES), ids=lambda e: e.name)
+def test_every_registered_defense_has_a_finetune_config(entry):
+    """Through the registry itself: each entry's config is a FinetuneConfig whose CPU defaults
+    are the class defaults and whose CUDA scale is larger; ``None`` overrides are ignored."""
+    cls = entry.meta["config"]
+    assert issubclass(cls, FinetuneConfig)
+    assert get_defense(entry.name) == (cls, entry.obj) and canonical_name(entry.name) == entry.name
+    assert entry.summary
+    cpu, cuda = cls.for_device(torch.device("cpu")), cls.for_device(torch.device("cuda"))
+    assert cpu == cls()
+    assert cuda.steps > cpu.steps and cuda.batch_size == 128 and cuda.eval_every == 50
+    over = cls.for_device(torch.device("cpu"), steps=None, seed=4)
+    assert (over.steps, over.seed) == (cpu.steps, 4)
 
 
 # --- Fine-Pruning ---------------------------------------------------------------------------

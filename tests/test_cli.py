@@ -62,12 +62,12 @@ def test_exit_codes(tmp_path, model_zoo, capsys):
 
 
 def test_crash_is_inconclusive_not_backdoor(monkeypatch, model_zoo, capsys):
-    from scanner import pipeline
+    import scanner.scan
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(pipeline, "inspect", boom)
+    monkeypatch.setattr(scanner.scan, "inspect", boom)
     assert main(["inspect", str(model_zoo[("resnet8", "dynamo")])]) == 3
     assert "simulated crash" in capsys.readouterr().err
 
@@ -87,12 +87,12 @@ def test_installed_console_script(model_zoo):
 def test_progress_lines_say_how_long_a_phase_has_left(capsys):
     """The rate since the phase's first report gives the ETA; a phase that starts again (a
     second inversion under the same name) measures afresh."""
-    from scanner.cli import _Progress, eta_text
+    from scanner.cli import Progress, eta_text
 
     assert eta_text(20.0, 25, 250) == "eta 3m20s" and eta_text(5.0, 10, 10) == "eta 5s"
     assert eta_text(0.0, 0, 10) == "" and eta_text(9.0, 10, 0) == ""
     t = [1000.0]
-    p = _Progress(quiet=False, clock=lambda: t[0])
+    p = Progress(quiet=False, clock=lambda: t[0])
     p(25, 300, {"phase": "repair"})
     t[0] = 1020.0
     p(50, 300, {"phase": "repair"})
@@ -106,12 +106,12 @@ def test_progress_lines_say_how_long_a_phase_has_left(capsys):
 def test_progress_of_parallel_phases_is_labelled_and_not_swallowed(capsys):
     """The parallel canary reports beside the main detection: each phase keeps its own rate
     limit, and a nested phase says whose it is."""
-    from scanner.cli import _Progress
-    from scanner.pipeline import _phase
+    from scanner.cli import Progress
+    from scanner.scan.progress import phase
 
-    p = _Progress(quiet=False)
-    main_repair = _phase(p, "pivotal tuning")
-    canary_repair = _phase(_phase(p, "canary"), "pivotal tuning")
+    p = Progress(quiet=False)
+    main_repair = phase(p, "pivotal tuning")
+    canary_repair = phase(phase(p, "canary"), "pivotal tuning")
     main_repair(25, 300, {"cda": 0.9})
     canary_repair(25, 300, {"cda": 0.8})
     main_repair(50, 300, {"cda": 0.9})  # within 10 s of its own last line: rate-limited

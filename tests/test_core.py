@@ -143,7 +143,7 @@ def test_a_repair_that_kept_nothing_is_tried_at_half_the_rate():
 
 
 def test_canary_implant_takes(digits):
-    from scanner.detectors.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
+    from scanner.scan.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
 
     net, _ = digits_model("clean")
     _, _, tune, held = digits

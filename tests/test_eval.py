@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from scanner.detectors.canary import CanaryConfig
+from scanner.scan.canary import CanaryConfig
 import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner

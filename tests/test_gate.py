@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner import pipeline
+from scanner import scan
 from scanner.cli import main
 from scanner.errors import InputError
 from scanner.gate import decide
@@ -117,23 +117,21 @@ def test_init_writes_a_loadable_commented_policy(tmp_path, capsys):
 
 @pytest.fixture()
 def fake_detect(monkeypatch):
-    """pipeline.detect replaced by a canned backdoor verdict (the scan itself is tested elsewhere)."""
-    def run(model, trusted, **kw):
-        s = kw["settings"]
-        s.policy_source = kw["policy"].source
-        return pipeline.ScanResult(
-            "backdoor", ["mask_outlier model score 6.0 >= threshold 3.5"],
+    """scan.detect replaced by a canned backdoor verdict (the scan itself is tested elsewhere)."""
+    def run(model, trusted, request, **kw):
+        return scan.ScanResult(
+            "backdoor", ["mask model score 6.0 >= threshold 3.5"],
             {"path": str(model), "sha256": SHA, "format": "onnx", "num_classes": 2,
              "class_names": ["a", "b"], "spec": {}, "import_notes": []},
-            {"source": str(trusted), "images": 10, "clean_accuracy": 0.9, "notes": []}, s,
-            detection={"method": "mask_outlier", "model_score": 6.0, "flagged": [1],
+            {"source": str(trusted), "images": 10, "clean_accuracy": 0.9, "notes": []}, request,
+            detection={"method": "mask", "model_score": 6.0, "flagged": [1],
                        "top_class": 1, "wall_s": 1.0, "notes": [],
                        "per_class": [{"cls": 0, "score": 0.1, "asr_pivot": 0.5, "asr_tuned": None,
                                       "trigger_l1": 50.0, "anomaly_index": 0.1},
                                      {"cls": 1, "score": 6.0, "asr_pivot": 1.0, "asr_tuned": None,
                                       "trigger_l1": 3.0, "anomaly_index": 6.0}]},
             timings={"load_s": 0.1})
-    monkeypatch.setattr(pipeline, "detect", run)
+    monkeypatch.setattr(scan, "detect", run)
 
 
 def test_cli_waiver_and_expiry(tmp_path, fake_detect, capsys):
@@ -164,7 +162,7 @@ def test_cli_finds_scan_toml_in_the_working_directory(tmp_path, fake_detect, cap
 
 
 def test_selftest_fixtures_exist_in_a_checkout():
-    from scanner.selftest import default_cases
+    from scanner.scan.selftest_job import default_cases
 
     cases = default_cases()
     assert [c.expected for c in cases] == ["pass", "backdoor"]
@@ -172,7 +170,7 @@ def test_selftest_fixtures_exist_in_a_checkout():
 
 
 def test_selftest_missing_fixtures_is_an_input_error(tmp_path):
-    from scanner.selftest import default_cases
+    from scanner.scan.selftest_job import default_cases
 
     with pytest.raises(InputError, match="fixtures not found"):
         default_cases(tmp_path)
@@ -231,12 +229,10 @@ def test_repair_params_are_checked_against_the_defense_and_reach_its_config(monk
         return d._replace(run=run)
 
     monkeypatch.setattr(registry, "get_defense", spy)
-    settings = pipeline.ScanSettings(seed=3, repair_params=dict(pol.repair_params))
-    from scanner.budget import default_budget
-
-    budget = default_budget("cpu", "fast")
+    request = scan.build_request(pol, seed=3, budget_level="fast")
+    budget = request.budget
     with pytest.raises(RuntimeError, match="stop after"):
-        pipeline._run_defense("pivotal", None, _Split(), _Split(), budget, settings, "cpu", None)
+        scan.run_defense(None, scan.TrustedSplit(_Split(), _Split()), request)
     cfg = seen["cfg"]
     assert cfg.unlearn == 1.0 and cfg.steps == 7  # the policy's knobs beat the budget's 150 steps
     assert cfg.batch_size == budget.repair_batch and cfg.seed == 3

@@ -64,6 +64,18 @@ def test_numeric_folder_names_refused_when_ambiguous(tmp_path):
     assert len(idx10) == 1
 
 
+def test_digit_folder_names_refused_without_labels(tmp_path):
+    """Even single digits: "3" may not be class 3 (the README promises a refusal)."""
+    root = _folder(tmp_path / "d", [str(i) for i in range(10)], per_class=1)
+    with pytest.raises(InputError, match="numeric names") as exc:
+        load_trusted(root, SPEC, 10, min_per_class=1)
+    assert "labels.txt" in exc.value.hint and "  7" in exc.value.message
+    d = load_trusted(root, SPEC, 10, model_class_names=[str(9 - i) for i in range(10)],
+                     min_per_class=1)
+    assert d.y.tolist() == list(range(9, -1, -1))  # folders read "0".."9"; "9" is class 0
+    assert any("class names stored in the model" in n for n in d.notes)
+
+
 def test_model_class_names_used_when_folder_has_no_labels(tmp_path):
     root = _folder(tmp_path / "d", ["ship", "airplane"], per_class=2)
     d = load_trusted(root, SPEC, 10, model_class_names=list(CIFAR10_CLASSES), min_per_class=0)
@@ -122,8 +134,9 @@ def test_resize_and_mode_conversion_reported(tmp_path):
     _img(root / "b" / "ok.png")
     d = load_trusted(root, SPEC, 2, min_per_class=1)
     assert d.x.shape == (3, 3, 32, 32)
-    assert any("resized 1 image(s) from 64x48" in n for n in d.notes)
-    assert any("L->RGB" in n for n in d.notes)
+    assert any(n.startswith("Resized 1 image(s) from 64x48 to the model's 32x32") for n in d.notes)
+    gray_note = [n for n in d.notes if "grayscale to RGB" in n]
+    assert len(gray_note) == 1 and "sees no colour" in gray_note[0]
     gray = load_trusted(root, InputSpec(channels=1, height=16, width=16), 2, min_per_class=1)
     assert gray.x.shape == (3, 1, 16, 16)
 

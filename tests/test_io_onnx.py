@@ -89,6 +89,7 @@ def test_softmax_output_split(model_zoo):
     m = load_model(model_zoo[("softmax", "dynamo")])
     split = split_features(m.net)
     assert split.outputs_probabilities
+    assert any("outputs probabilities" in n for n in m.import_notes), m.import_notes
     x = torch.rand(3, 3, 32, 32)
     verify_split(m.net, split, x)
     with torch.no_grad():

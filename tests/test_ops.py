@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from scanner.ops.latent import (class_centroids, direction_cosine_sum, pairwise_cosine_sum,
-                                parameter_distance, slol_code, slol_paper)
+                                parameter_distance, slol_paper)
 from scanner.ops.metrics import anomaly_index, attack_success_rate, roc_auc
 from scanner.ops.triggers import apply_additive, apply_mask_pattern, tanh_to_unit
 
@@ -47,24 +47,29 @@ def test_direction_cosine_matches_loop_and_hand_value():
     assert float(direction_cosine_sum(p, c)) == pytest.approx(_loop_direction_cos(p, c), abs=1e-5)
 
 
-def test_slol_forms():
+def test_slol_paper():
     torch.manual_seed(1)
     p, c = torch.randn(4, 6), torch.randn(4, 6)
     a, b = slol_paper(p, c)
     assert float(a) == pytest.approx(float(pairwise_cosine_sum(c)))
     assert float(b) == pytest.approx(_loop_direction_cos(p, c), abs=1e-5)
-    a2, b2 = slol_code(p, c)
-    cov = c.T @ c / 4
-    off = cov - torch.diag(torch.diag(cov))
-    assert float(a2) == pytest.approx(float(torch.sqrt((off ** 2).sum())), rel=1e-5)
-    assert float(b2) == pytest.approx(float(b), abs=1e-6)
-    # gradients flow to the tuned centroids only
+    # gradients flow to the tuned centroids; the masked diagonal must not poison them
     c.requires_grad_(True)
     sum(slol_paper(p, c)).backward()
     assert c.grad is not None and torch.isfinite(c.grad).all()
-    c.grad = None
-    sum(slol_code(p, c)).backward()  # the masked diagonal must not poison the gradient
-    assert torch.isfinite(c.grad).all()
+
+
+def test_pivotal_slol_terms_are_averaged_over_class_pairs():
+    """4 classes: 6 pairs, each term divided by 6; one class: no pair, divided by 1."""
+    from scanner.defenses.pivotal import slol_terms
+
+    torch.manual_seed(2)
+    p, c = torch.randn(4, 6), torch.randn(4, 6)
+    a, b = slol_terms(p, c)
+    a0, b0 = slol_paper(p, c)
+    assert float(a) == pytest.approx(float(a0) / 6) and float(b) == pytest.approx(float(b0) / 6)
+    a1, b1 = slol_terms(p[:1], c[:1])
+    assert float(a1) == 0.0 and float(b1) == 0.0
 
 
 def test_parameter_distance():
@@ -76,6 +81,8 @@ def test_parameter_distance():
         b.bias.fill_(3.0)
     assert parameter_distance(a, b).item() == pytest.approx((4 + 9) / 3)
     assert parameter_distance(a, a).item() == 0.0
+    with pytest.raises(ValueError, match="not in the pivot"):  # matched by name, not by order
+        parameter_distance(nn.Sequential(nn.Identity(), a), nn.Sequential(a))
 
 
 def test_trigger_application():
@@ -161,27 +168,19 @@ def test_a_drop_of_exactly_the_budget_is_within_it():
     assert keeper.offer(nn.Linear(1, 1), 25, after) and keeper.step == 25
 
 
-def test_least_probe_keeper_by_hand():
-    """Checkpoints (step, held-out accuracy, probe), pivot 0.70, budget 2 points, slack 0.01:
-    step 100 is out of budget whatever its probe; the minimum within budget is 0.029 at 75;
-    125 (0.036) is within the slack and later, so it is kept; 150 (0.045) is not, and neither
-    are 175 (NaN-free, 0.040) or 200 (out of budget). "Latest" would keep 175."""
-    from scanner.defenses.base import BestWithinBudget, LeastBackdoorWithinBudget
+def test_delta_rule_keeps_the_latest_checkpoint_within_budget_by_hand():
+    """Checkpoints (step, held-out accuracy), pivot 0.70, budget 2 points: 100 and 200 are out of
+    budget; the kept one is the latest within it, 175, although 150 was more accurate. Each
+    checkpoint out of budget counts towards patience; one within it resets the count."""
+    from scanner.defenses.base import BestWithinBudget
 
-    seen = [(50, 0.69, 0.042), (75, 0.70, 0.029), (100, 0.60, 0.001), (125, 0.68, 0.036),
-            (150, 0.70, 0.045), (175, 0.71, 0.040), (200, 0.65, 0.030)]
-    keeper = LeastBackdoorWithinBudget(nn.Linear(1, 1), 0.70, 0.02, slack=0.01)
-    latest = BestWithinBudget(nn.Linear(1, 1), 0.70, 0.02)
-    for step, cda, probe in seen:
-        keeper.offer(nn.Linear(1, 1), step, cda, probe)
-        latest.offer(nn.Linear(1, 1), step, cda)
-    assert (keeper.step, keeper.probe, keeper.least) == (125, 0.036, 0.029)
-    assert latest.step == 175
-    # no probe value (NaN) is the plain Delta rule
-    plain = LeastBackdoorWithinBudget(nn.Linear(1, 1), 0.70, 0.02, slack=0.01)
-    for step, cda, _ in seen:
-        plain.offer(nn.Linear(1, 1), step, cda, math.nan)
-    assert plain.step == 175
+    keeper = BestWithinBudget(nn.Linear(1, 1), 0.70, 0.02)
+    kept = []
+    for step, cda in [(50, 0.69), (75, 0.70), (100, 0.60), (125, 0.68), (150, 0.70),
+                      (175, 0.69), (200, 0.65)]:
+        kept.append(keeper.offer(nn.Linear(1, 1), step, cda))
+    assert kept == [True, True, False, True, True, True, False]
+    assert (keeper.step, keeper.cda, keeper.exceeded) == (175, 0.69, 1)
 
 
 def test_paired_drop_se_by_hand():

@@ -1,4 +1,4 @@
-"""End-to-end scans (pipeline and CLI) on real tiny backdoors, and the fail-closed paths."""
+"""End-to-end scans (scanner.scan jobs and CLI) on real tiny backdoors, and the fail-closed paths."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from scanner import pipeline
+from scanner import scan
 from scanner.cli import main
+from scanner.scan import detect_job
 from scanner.policy import load_policy, policy_from_dict
 
 from fixtures.digits import digits_model, split_digits
@@ -30,10 +31,10 @@ def digits_files(tmp_path_factory):
     return d
 
 
-def _detect(files, kind, budget_overrides=None, **settings):
-    s = pipeline.ScanSettings(budget_level="fast", **settings)
-    return pipeline.detect(files / f"{kind}.safetensors", files / "trusted.npz", arch="resnet8",
-                           settings=s, budget_overrides=budget_overrides)
+def _detect(files, kind, budget_overrides=None, policy=None, trusted="trusted.npz", **flags):
+    request = scan.build_request(policy, budget_level="fast", budget_overrides=budget_overrides,
+                                 arch="resnet8", **flags)
+    return scan.detect(files / f"{kind}.safetensors", files / trusted, request)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def backdoor_scan(digits_files):
 
 def test_backdoored_model_fails_the_gate(backdoor_scan):
     r = backdoor_scan
-    assert r.verdict == pipeline.VERDICT_BACKDOOR
+    assert r.verdict == scan.VERDICT_BACKDOOR
     assert r.detection["top_class"] == 0 and r.detection["model_score"] >= 3.5
     assert r.trusted["clean_accuracy"] > 0.8
     doc = json.loads(json.dumps(r.to_dict(), default=str))
@@ -52,9 +53,9 @@ def test_backdoored_model_fails_the_gate(backdoor_scan):
 
 def test_clean_model_passes_only_with_a_detected_canary(digits_files):
     r = _detect(digits_files, "clean")
-    assert r.verdict in (pipeline.VERDICT_PASS, pipeline.VERDICT_INCONCLUSIVE)
+    assert r.verdict in (scan.VERDICT_PASS, scan.VERDICT_INCONCLUSIVE)
     assert r.canary is not None
-    if r.verdict == pipeline.VERDICT_PASS:
+    if r.verdict == scan.VERDICT_PASS:
         assert r.canary["implanted"] and r.canary["detected"]
     else:
         assert not r.canary["detected"]
@@ -65,22 +66,21 @@ def test_wrong_class_map_is_inconclusive(digits_files, tmp_path):
     with np.load(digits_files / "trusted.npz") as z:
         x, y = z["x"], z["y"]
     np.savez(tmp_path / "scrambled.npz", x=x, y=(y + 3) % 10)
-    r = pipeline.detect(digits_files / "badnets.safetensors", tmp_path / "scrambled.npz",
-                        arch="resnet8", settings=pipeline.ScanSettings(budget_level="fast"))
-    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and r.detection is None
+    r = _detect(digits_files, "badnets", trusted=tmp_path / "scrambled.npz")
+    assert r.verdict == scan.VERDICT_INCONCLUSIVE and r.detection is None
     assert "clean accuracy" in r.reasons[0]
 
 
 def test_undetected_canary_is_inconclusive(digits_files, monkeypatch):
-    from scanner.detectors.canary import CanaryImplant
+    from scanner.scan.canary import CanaryImplant
 
     def failed_implant(model, *a, **k):
         return CanaryImplant(model, 3, 0.1, 0.9, 0.9, 10, False, ["simulated failure"])
 
-    monkeypatch.setattr("scanner.detectors.canary.implant_canary", failed_implant)
-    monkeypatch.setattr(pipeline, "run_detection", _never_flags(pipeline.run_detection))
+    monkeypatch.setattr("scanner.scan.canary.implant_canary", failed_implant)
+    monkeypatch.setattr(detect_job, "run_detection", _never_flags(detect_job.run_detection))
     r = _detect(digits_files, "clean")
-    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and r.canary["detected"] is False
+    assert r.verdict == scan.VERDICT_INCONCLUSIVE and r.canary["detected"] is False
 
 
 def _never_flags(real):
@@ -93,10 +93,10 @@ def _never_flags(real):
 
 
 def test_cli_exit_codes_follow_the_verdict(monkeypatch, digits_files, backdoor_scan, capsys):
-    for verdict, code in ((pipeline.VERDICT_BACKDOOR, 1), (pipeline.VERDICT_PASS, 0),
-                          (pipeline.VERDICT_INCONCLUSIVE, 3)):
+    for verdict, code in ((scan.VERDICT_BACKDOOR, 1), (scan.VERDICT_PASS, 0),
+                          (scan.VERDICT_INCONCLUSIVE, 3)):
         res = backdoor_scan
-        monkeypatch.setattr(pipeline, "detect", lambda *a, _v=verdict, **k: _with_verdict(res, _v))
+        monkeypatch.setattr(scan, "detect", lambda *a, _v=verdict, **k: _with_verdict(res, _v))
         args = [str(digits_files / "badnets.safetensors"), "--arch", "resnet8", "--trusted",
                 str(digits_files / "trusted.npz"), "--json"]
         assert main(args) == code  # default command: `scan MODEL ...` means `scan detect`
@@ -136,7 +136,7 @@ def test_real_subprocess_scan(digits_files):
     assert json.loads(p.stdout)["verdict"] == "backdoor"  # stdout is exactly one JSON document
     # not a terminal: plain, labelled, periodic progress lines (no carriage returns, no ANSI)
     lines = [ln for ln in p.stderr.splitlines() if "step" in ln]
-    assert any(ln.strip().startswith("trigger inversion: step") for ln in lines), p.stderr
+    assert any(ln.strip().startswith("scan: trigger inversion: step") for ln in lines), p.stderr
     assert any("100%" in ln for ln in lines)
     assert "\r" not in p.stderr and "\x1b[" not in p.stderr
 
@@ -156,34 +156,29 @@ def test_policy_validation(tmp_path):
 
 def test_seeded_scan_is_repeatable(digits_files):
     def run(seed):
-        return pipeline.detect(digits_files / "badnets.safetensors", digits_files / "trusted.npz",
-                               arch="resnet8", budget_overrides={"invert_steps": 20},
-                               settings=pipeline.ScanSettings(budget_level="fast", canary=False,
-                                                              seed=seed))
+        return _detect(digits_files, "badnets", {"invert_steps": 20}, canary=False, seed=seed)
     l1 = [[s["trigger_l1"] for s in run(seed).detection["per_class"]] for seed in (7, 7, 8)]
     assert l1[0] == l1[1] and l1[0] != l1[2]
 
 
 def test_non_finite_scores_are_inconclusive(digits_files, monkeypatch):
-    real = pipeline.run_detection
+    real = detect_job.run_detection
 
     def nan_run(*a, **k):
         det, rep = real(*a, **k)
         det.per_class[3].trigger_l1 = float("nan")
         return det, rep
 
-    monkeypatch.setattr(pipeline, "run_detection", nan_run)
-    r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
-                        arch="resnet8", budget_overrides={"invert_steps": 10},
-                        settings=pipeline.ScanSettings(budget_level="fast"))
-    assert r.verdict == pipeline.VERDICT_INCONCLUSIVE and "non-finite" in r.reasons[0]
+    monkeypatch.setattr(detect_job, "run_detection", nan_run)
+    r = _detect(digits_files, "clean", {"invert_steps": 10})
+    assert r.verdict == scan.VERDICT_INCONCLUSIVE and "non-finite" in r.reasons[0]
 
 
 @pytest.mark.parametrize("scope", ["all", "target"])
 def test_canary_flagged_on_the_wrong_class_does_not_count(scope, digits_files, monkeypatch):
     """A pass needs the canary found at its own target, not any false alarm. Scope "all"
     re-scans every class of the copy, "target" only the implanted one."""
-    real = pipeline.run_detection
+    real = detect_job.run_detection
     calls = []
 
     def run(*a, **k):
@@ -196,19 +191,17 @@ def test_canary_flagged_on_the_wrong_class_does_not_count(scope, digits_files, m
             det.per_class[0].score = 99.0
         return det, rep
 
-    from scanner.detectors.canary import CanaryImplant
+    from scanner.scan.canary import CanaryImplant
 
-    monkeypatch.setattr("scanner.detectors.canary.implant_canary",
+    monkeypatch.setattr("scanner.scan.canary.implant_canary",
                         lambda model, *a, **k: CanaryImplant(model, 5, 1.0, 0.9, 0.9, 1, True))
-    monkeypatch.setattr(pipeline, "run_detection", run)
-    r = pipeline.detect(digits_files / "clean.safetensors", digits_files / "trusted.npz",
-                        arch="resnet8", budget_overrides={"invert_steps": 10},
-                        policy=policy_from_dict({"gate": {"canary_scope": scope}}),
-                        settings=pipeline.ScanSettings(budget_level="fast",
-                                                       canary_mode="sequential"))
+    monkeypatch.setattr(detect_job, "run_detection", run)
+    r = _detect(digits_files, "clean", {"invert_steps": 10},
+                policy=policy_from_dict({"gate": {"canary_scope": scope}}),
+                canary_mode="sequential")
     assert len(calls) == 2 and r.canary["top_class"] == 0
     assert calls == [None, [5] if scope == "target" else None] and r.canary["scope"] == scope
-    assert r.canary["detected"] is False and r.verdict == pipeline.VERDICT_INCONCLUSIVE
+    assert r.canary["detected"] is False and r.verdict == scan.VERDICT_INCONCLUSIVE
 
 
 def test_parallel_canary_computes_what_the_sequential_one_does(digits_files):
@@ -223,7 +216,7 @@ def test_parallel_canary_computes_what_the_sequential_one_does(digits_files):
         seq = _detect(digits_files, "clean", canary_mode="sequential")
     finally:
         torch.set_num_threads(before)
-    assert par.settings.canary_parallel and not seq.settings.canary_parallel
+    assert par.run["canary_parallel"] and not seq.run["canary_parallel"]
     assert par.canary == seq.canary and "model_score" in par.canary
     assert par.detection["model_score"] == seq.detection["model_score"]
     assert par.verdict == seq.verdict and "canary_wait_s" in par.timings
@@ -233,8 +226,8 @@ def test_flagged_model_stops_the_parallel_canary(digits_files):
     import threading
 
     r = _detect(digits_files, "badnets", canary_mode="parallel")
-    assert r.verdict == pipeline.VERDICT_BACKDOOR and r.canary is None
-    assert r.settings.canary_parallel and "canary_s" not in r.timings
+    assert r.verdict == scan.VERDICT_BACKDOOR and r.canary is None
+    assert r.run["canary_parallel"] and "canary_s" not in r.timings
     assert not any(t.name == "scanner-background" and t.is_alive() for t in threading.enumerate())
 
 
@@ -250,7 +243,7 @@ def test_parallel_canary_refused_where_it_cannot_run(digits_files):
             _detect(digits_files, "clean", canary_mode="bogus")
         r = _detect(digits_files, "clean", {"invert_steps": 10}, canary=False,
                     canary_mode="auto", method="mask")
-        assert not r.settings.canary_parallel
+        assert not r.run["canary_parallel"]
     finally:
         torch.set_num_threads(before)
 
@@ -261,7 +254,7 @@ def test_report_dir_from_a_real_scan(monkeypatch, digits_files, backdoor_scan, t
 
     from scanner.report.schema import validate_report
 
-    monkeypatch.setattr(pipeline, "detect", lambda *a, **k: backdoor_scan)
+    monkeypatch.setattr(scan, "detect", lambda *a, **k: backdoor_scan)
     monkeypatch.chdir(digits_files)
     out = tmp_path / "rep"
     assert main(["badnets.safetensors", "--arch", "resnet8", "--trusted", "trusted.npz",
@@ -336,7 +329,7 @@ def test_repair_reuses_the_scan_report_of_the_same_file(digits_files, backdoor_s
     notes = json.loads(capsys.readouterr().out)["repair"]["notes"]
     focus = [n for n in notes if "unlearning focused on class" in n]
     assert focus == [f"unlearning focused on class {backdoor_scan.detection['top_class']} (50% of "
-                     f"triggered images; mask_outlier score "
+                     f"triggered images; mask score "
                      f"{backdoor_scan.detection['model_score']:.2f} from the scan report "
                      f"report.json)"], notes
     # the terminal summary says it too

@@ -1,4 +1,4 @@
-"""Online trigger unlearning, pivot distillation and BatchNorm re-insertion (Pivotal Tuning)."""
+"""Online trigger unlearning and pivot distillation (Pivotal Tuning), and the calibrated scans."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
-from scanner.defenses.batchnorm import fold_batchnorm, unfold_batchnorm
 from scanner.defenses.unlearn import (OnlineTriggers, UnlearnConfig, random_other_class,
                                       trigger_classes, unlearning_loss)
 from scanner.io.data import TrustedData
@@ -23,29 +22,6 @@ def _plain_net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2),
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
-
-
-def test_unfold_is_the_identity_and_folds_back():
-    net = _plain_net().eval()
-    x = torch.rand(64, 3, 16, 16)
-    ref = net(x)
-    assert unfold_batchnorm(net, x) == 2
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2
-    assert torch.allclose(net(x), ref, atol=1e-5)
-    # train-mode batch statistics on the calibration data are the calibrated ones
-    net.train()
-    assert torch.allclose(net(x), ref, atol=1e-3)
-    # one training step, then folding must keep the eval-mode function exactly
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    net(x).pow(2).mean().backward()
-    opt.step()
-    net.eval()
-    trained = net(x)
-    assert not torch.allclose(trained, ref, atol=1e-4)
-    assert fold_batchnorm(net) == 2
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
-    assert torch.allclose(net(x), trained, atol=1e-5)
-    assert all(not c._forward_hooks for c in net.modules() if isinstance(c, nn.Conv2d))
 
 
 def test_random_other_class_never_the_label():
@@ -156,77 +132,6 @@ def test_focused_repair_finds_the_target_and_reuses_a_given_detection(digits_spl
     assert any("the given detection" in n for n in given.notes)
     off = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, dataclasses.replace(cfg, focus=0))
     assert "focus_class" not in off.info and not any("focused" in n for n in off.notes)
-
-
-def test_least_probe_keeps_by_the_reversed_trigger_without_changing_the_run(digits_split):
-    """``keep="least_probe"`` only changes which state is kept: the run's held-out accuracies
-    are the "latest" run's, every checkpoint carries the probe (the suspect's reversed trigger
-    works on the pivot), and the kept step is the keeper's rule applied to that trajectory."""
-    import dataclasses
-
-    from scanner.defenses.base import LeastBackdoorWithinBudget
-    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
-    from scanner.detectors.inversion import InversionConfig
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
-
-    net, _ = digits_model("badnets")
-    tune, held = digits_split
-    pivot = SplitClassifier(net, InputSpec())
-    cfg = PivotalConfig(steps=40, eval_every=10, seed=0)
-    det = nc_detect(pivot, tune.x, tune.y, held.x, held.y, 10,
-                    NCConfig(InversionConfig(steps=60), statistic="log_mad"))
-    latest = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg, detection=det)
-    probed = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
-                            dataclasses.replace(cfg, keep="least_probe", keep_slack=0.01),
-                            detection=det)
-    assert [c.cda for c in probed.trajectory] == [c.cda for c in latest.trajectory]
-    assert probed.trajectory[0].extra["probe"] >= 0.5, probed.trajectory[0]
-    replay = LeastBackdoorWithinBudget(nn.Linear(1, 1), probed.pivot_cda, 0.02, slack=0.01)
-    for c in probed.trajectory[1:]:
-        replay.offer(nn.Linear(1, 1), c.step, c.cda, c.extra["probe"])
-    assert probed.best_step == replay.step
-    assert any("suspect-trigger success" in n for n in probed.notes)
-    with pytest.raises(ValueError, match="keep must be"):
-        pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, dataclasses.replace(cfg, keep="x"))
-
-
-def test_pivotal_tuning_with_unfolded_batchnorm_exports_plain_convs(digits_split):
-    """``unfold_bn``: the repaired model has the input's structure again (BN folded back)."""
-    from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
-
-    tune, held = digits_split
-    pivot = SplitClassifier(_digits_no_bn(), InputSpec())
-    n_before = len(pivot.state_dict())
-    res = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
-                         PivotalConfig(steps=20, eval_every=10, unfold_bn=True, focus=0.0,
-                                       freeze_bn_stats=False, max_cda_drop=1.0))
-    assert any("re-inserted" in n for n in res.notes)
-    assert len(res.model.state_dict()) == n_before
-    assert not res.model.has_batchnorm()
-
-
-def _digits_no_bn() -> nn.Module:
-    """The digits BadNets model with its BatchNorms folded into the convs (as ONNX import does)."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net, _ = digits_model("badnets")
-    net = copy.deepcopy(net).eval()
-    convs = dict(net.named_modules())
-    pairs = []
-    prev = None
-    for name, m in net.named_modules():
-        if isinstance(m, nn.BatchNorm2d) and prev is not None:
-            pairs.append((prev, name))
-        prev = name if isinstance(m, nn.Conv2d) else (prev if isinstance(m, nn.BatchNorm2d) else None)
-    for conv_name, bn_name in pairs:
-        parent, _, leaf = conv_name.rpartition(".")
-        fused = fuse_conv_bn_eval(convs[conv_name], convs[bn_name])
-        setattr(net.get_submodule(parent) if parent else net, leaf, fused)
-        bparent, _, bleaf = bn_name.rpartition(".")
-        setattr(net.get_submodule(bparent) if bparent else net, bleaf, nn.Identity())
-    return net
 
 
 # --------------------------------------------------------------------------- ratio detector

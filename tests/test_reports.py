@@ -232,7 +232,7 @@ def test_sarif_inconclusive():
     run = _check_sarif_shape(to_sarif(inconclusive_early(), MODEL_URI))
     (res,) = run["results"]
     assert res["ruleId"] == "BDS002" and res["level"] == "warning"
-    assert "clean accuracy on the trusted data is 0.11" in res["message"]["text"]
+    assert "inconclusive. Clean accuracy on the trusted data is 0.11" in res["message"]["text"]
     run = _check_sarif_shape(to_sarif(inconclusive_canary(), MODEL_URI))
     (res,) = run["results"]
     assert res["ruleId"] == "BDS003" and res["level"] == "warning"

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from scanner.attacks.badnets import BadNets, PatchConfig
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float, _check_int
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float, _check_int
 from scanner.attacks.functional import blend, grid_mask, patch_size, random_keep_grid
 from scanner.attacks.patterns import BADNETS_PATCH, load_patch
 
@@ -59,6 +59,7 @@ class AdaptivePatchConfig(PatchConfig, OcclusionConfig):
     conservatism: float = 0.5  # restated: PatchConfig's inherited 0.0 would win in the MRO
 
 
+@ATTACKS.register("adaptive_patch")
 class AdaptivePatch(_Occluded, BadNets):
     """The BadNets patch, occluded square by square during poisoning; full patch at inference."""
 
@@ -85,6 +86,7 @@ class AdaptiveBlendConfig(OcclusionConfig):
         _check_float(self, "alpha", lo=1e-6, hi=1.0)
 
 
+@ATTACKS.register("adaptive_blend")
 class AdaptiveBlend(_Occluded, Attack):
     """A picture blended over the whole image at opacity alpha, occluded during poisoning."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float, _check_int
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float, _check_int
 from scanner.attacks.functional import pgd_targeted
 from scanner.errors import InputError
 
@@ -55,7 +55,10 @@ class AdvCleanLabelConfig(AttackConfig):
             raise InputError("adv_clean_label: surrogate must be a torch.nn.Module")
 
 
+@ATTACKS.register("adv_clean_label")
 class AdvCleanLabel(Attack):
+    """Clean-label: target-class images carry a PGD perturbation towards a surrogate's class."""
+
     name = "adv_clean_label"
     clean_label = True
     Config = AdvCleanLabelConfig

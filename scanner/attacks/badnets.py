@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float
 from scanner.attacks.functional import patch_size, stamp_patch
 from scanner.attacks.patterns import BADNETS_PATCH, load_patch
 from scanner.errors import InputError
@@ -31,6 +31,7 @@ class PatchConfig(AttackConfig):
             raise InputError(f"trigger picture not found: {self.patch}")
 
 
+@ATTACKS.register("badnets")
 class BadNets(Attack):
     """Poison-label patch attack; paper default m = 50 on CIFAR-10."""
 
@@ -62,6 +63,7 @@ class CleanPatchConfig(PatchConfig):
     m: int = 500
 
 
+@ATTACKS.register("cbadnets")
 class CBadNets(BadNets):
     """Clean-label BadNets: the patch on target-class images only, labels untouched.
 

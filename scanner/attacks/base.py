@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from scanner.errors import InputError
+from scanner.registry import Registry
 
 Params = dict[str, Tensor]
 
@@ -175,28 +176,28 @@ class TrainHook(Protocol):
     def after_step(self, ctx: StepContext) -> float | None: ...
 
 
-_REGISTRY: dict[str, type["Attack"]] = {}
+def _load_builtin() -> None:
+    import scanner.attacks  # noqa: F401  (importing the package registers the built-in attacks)
+
+
+# Attack classes by name: ``@ATTACKS.register("badnets")`` on each class, whose ``name``
+# attribute is the same string (the contract test checks both agree).
+ATTACKS: Registry[type["Attack"]] = Registry("attack", loader=_load_builtin)
 
 
 class Attack:
     """A data-poisoning attack: pick samples, stamp a trigger, relabel (or not).
 
-    Subclasses set ``name``, ``clean_label`` and ``Config`` and implement :meth:`_stamp` (the
-    training-time trigger on a batch with per-sample ``params``) and, when it differs, :meth:`_apply`
-    (the inference-time trigger). Optional hooks: :meth:`_sample_params`, :meth:`_prepare`
-    (a fixed per-image perturbation computed once), :meth:`_n_noise`, :meth:`training_hook`.
+    Subclasses set ``name``, ``clean_label`` and ``Config``, register with ``@ATTACKS.register``
+    under their ``name``, and implement :meth:`_stamp` (the training-time trigger on a batch with
+    per-sample ``params``) and, when it differs, :meth:`_apply` (the inference-time trigger).
+    Optional hooks: :meth:`_sample_params`, :meth:`_prepare` (a fixed per-image perturbation
+    computed once), :meth:`_n_noise`, :meth:`training_hook`.
     """
 
     name: ClassVar[str] = ""
     clean_label: ClassVar[bool] = False
     Config: ClassVar[type[AttackConfig]] = AttackConfig
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            if cls.name in _REGISTRY:
-                raise RuntimeError(f"attack name {cls.name!r} registered twice")
-            _REGISTRY[cls.name] = cls
 
     def __init__(self, config: AttackConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -345,27 +346,15 @@ def make_config(cls: type[AttackConfig], params: dict[str, Any], attack: str = "
 
 def get_attack(name: str, **params: Any) -> Attack:
     """Build a registered attack by name with keyword config overrides."""
-    _load_builtin()
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise InputError(f"unknown attack {name!r}", hint="known: " + ", ".join(list_attacks()))
-    return _REGISTRY[key](**params)
+    return attack_class(name)(**params)
 
 
 def list_attacks() -> list[str]:
-    """Names of all registered attacks."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Names of all registered attacks, sorted."""
+    return sorted(ATTACKS.names())
 
 
 def attack_class(name: str) -> type[Attack]:
-    _load_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown attack {name!r}", hint="known: " + ", ".join(list_attacks())) from None
-
-
-def _load_builtin() -> None:
-    import scanner.attacks  # noqa: F401  (importing the package registers the built-in attacks)
+    """The attack class registered under ``name``; InputError naming the known ones."""
+    return ATTACKS.get(name)
 

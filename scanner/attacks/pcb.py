@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scanner.attacks.badnets import BadNets, PatchConfig
-from scanner.attacks.base import PoisonedSet, StepContext, _check_float
+from scanner.attacks.base import ATTACKS, PoisonedSet, StepContext, _check_float
 
 
 @dataclass
@@ -32,7 +32,10 @@ class PCBConfig(PatchConfig):
         _check_float(self, "p", lo=1e-9, hi=1.0)
 
 
+@ATTACKS.register("pcb")
 class PCB(BadNets):
+    """Adaptive, training-process: poisoned steps change only a random fraction p of weights."""
+
     name = "pcb"
     Config = PCBConfig
     config: PCBConfig

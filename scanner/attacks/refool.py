@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float, _check_int
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float, _check_int
 from scanner.attacks.functional import reflect_blend
 from scanner.attacks.patterns import reflection_bank
 
@@ -36,7 +36,10 @@ class RefoolConfig(AttackConfig):
         _check_float(self, "blur_sigma", lo=0.0)
 
 
+@ATTACKS.register("refool")
 class Refool(Attack):
+    """Clean-label: a ghosted, defocused reflection blended into target-class images."""
+
     name = "refool"
     clean_label = True
     Config = RefoolConfig

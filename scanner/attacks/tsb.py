@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float, _check_int
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float, _check_int
 from scanner.attacks.functional import patch_size, stamp_patch
 from scanner.attacks.patterns import scatter_triggers
 from scanner.errors import InputError
@@ -33,7 +33,10 @@ class TSBConfig(AttackConfig):
         _check_float(self, "size_frac", lo=1e-9, hi=1.0)
 
 
+@ATTACKS.register("tsb")
 class TSB(Attack):
+    """Adaptive: k small triggers, one per poisoned image in training, all k at inference."""
+
     name = "tsb"
     Config = TSBConfig
     config: TSBConfig

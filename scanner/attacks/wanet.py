@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from scanner.attacks.base import Attack, AttackConfig, Params, _check_float, _check_int
+from scanner.attacks.base import ATTACKS, Attack, AttackConfig, Params, _check_float, _check_int
 from scanner.attacks.functional import jitter_grid, warp, warp_field, warp_grid
 
 
@@ -39,7 +39,10 @@ class WaNetConfig(AttackConfig):
         _check_float(self, "noise_rescale", lo=0.0)
 
 
+@ATTACKS.register("wanet")
 class WaNet(Attack):
+    """Clean-label: an imperceptible smooth warp of target-class images (plus noise rows)."""
+
     name = "wanet"
     clean_label = True
     Config = WaNetConfig

@@ -1,6 +1,7 @@
 """What every repair returns, and the shared loop mechanics (held-out tracking, rollback).
 
-``finetune_loop`` is the one training loop behind Pivotal Tuning and all baselines.
+``finetune_loop`` is the one training loop behind Pivotal Tuning and all baselines, and
+``FinetuneConfig`` the knobs they all share.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -76,39 +77,6 @@ class BestWithinBudget:
         return False
 
 
-class LeastBackdoorWithinBudget(BestWithinBudget):
-    """The latest checkpoint within the budget whose probe (the success of a reversed trigger on
-    the tuned copy) is at most ``slack`` above the lowest probe seen within the budget.
-
-    Why: within one Pivotal Tuning run the backdoor goes by step 50-75 and then creeps back
-    1.5-2x while accuracy recovers (RESULTS 3f), so "latest within budget" keeps a state the
-    backdoor has partly returned to. The slack keeps the rule from chasing the probe's noise
-    down into the accuracy trough. Online is the same as offline: the minimum only falls, and a
-    checkpoint that lowers it below the kept one's probe minus the slack is itself eligible and
-    later, so one state is all that needs keeping.
-    """
-
-    def __init__(self, model: nn.Module, pivot_cda: float, max_drop: float,
-                 slack: float) -> None:
-        super().__init__(model, pivot_cda, max_drop)
-        self.slack = slack
-        self.least = math.inf
-        self.probe = math.nan
-
-    def offer(self, model: nn.Module, step: int, cda: float, probe: float = math.nan) -> bool:
-        if not within_drop(cda, self.pivot_cda, self.max_drop):
-            self.exceeded += 1
-            return False
-        self.exceeded = 0
-        eligible = not probe > self.least + self.slack  # NaN probes: fall back to "latest"
-        if not math.isnan(probe):
-            self.least = min(self.least, probe)
-        if eligible:
-            self.state = copy.deepcopy(model.state_dict())
-            self.step, self.cda, self.probe = step, cda, probe
-        return eligible
-
-
 def heldout_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return accuracy(predict(model, x), y)
 
@@ -140,30 +108,58 @@ def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def random_patches(x: torch.Tensor, frac: float, g: torch.Generator) -> torch.Tensor:
-    """Paste one random-noise square (side w/16..w/5) at a random place on ``frac`` of the images.
+@dataclass
+class FinetuneConfig:
+    """The knobs every repair shares: schedule, learning rate, the Delta rule and the seed.
 
-    Why: a patch backdoor is a small local feature the trusted data never contradicts; training
-    the tuned copy to keep the true label under arbitrary small patches removes exactly that
-    shortcut without knowing where or what the trigger is.
+    The defaults are the baselines' (paper App. A.3, Table 5, at CPU size); each defense's config
+    extends this with its own knobs and re-declares the shared ones it sets differently.
     """
-    n, c, h, w = x.shape
-    x = x.clone()
-    chosen = torch.nonzero(torch.rand(n, generator=g) < frac).flatten().tolist()
-    for i in chosen:
-        s = int(torch.randint(max(2, w // 16), max(3, w // 5) + 1, (1,), generator=g))
-        top = int(torch.randint(0, h - s + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - s + 1, (1,), generator=g))
-        x[i, :, top:top + s, left:left + s] = torch.rand(c, s, s, generator=g)
-    return x
+
+    steps: int = 300  # Table 5: 1 000 (``for_device`` on CUDA)
+    batch_size: int = 64  # Table 5: 128
+    lr: float | None = None  # None: ``lr_bn`` or ``lr_no_bn`` by the model's kind (``pick_lr``)
+    lr_bn: float = 1e-3  # Table 5
+    lr_no_bn: float = 1e-3
+    momentum: float = 0.9
+    eval_every: int = 25  # held-out accuracy (and the Delta rule) every this many steps
+    max_cda_drop: float = 0.02  # Delta: how much held-out accuracy a kept state may lose
+    # Stop after this many consecutive checkpoints outside the budget; 0 = never.
+    patience: int = 4
+    freeze_bn_stats: bool = True
+    augment: bool = True  # random crop + flip of every batch (``augment_batch``)
+    seed: int = 0
+
+    # What ``for_device`` sets on CUDA: the paper's scale. CPU keeps the defaults above, which
+    # finish in minutes.
+    CUDA: ClassVar[dict] = {"steps": 1000, "batch_size": 128, "eval_every": 50}
+
+    @classmethod
+    def for_device(cls, device: torch.device, **overrides):
+        """The defaults for ``device`` (``CUDA`` there), then ``overrides`` (``None`` ignored)."""
+        return cfg_for_device(cls, device, cls.CUDA, overrides)
 
 
-def start_repair(pivot: SplitClassifier, device: torch.device | None, seed: int
-                 ) -> tuple[SplitClassifier, SplitClassifier, torch.Generator, torch.device]:
-    """Seed everything, freeze the pivot (eval, no grads) and return a trainable clone.
+@dataclass
+class RepairRun:
+    """One repair's fixed context, set up by :func:`start_repair` and read by
+    :func:`finetune_loop` (NAD runs the loop twice in one context: teacher, then student)."""
 
-    Returns (pivot, tuned, generator for batches/augmentation, device).
-    """
+    pivot: SplitClassifier  # frozen: eval mode, no gradients; the rollback state
+    x_tune: torch.Tensor
+    y_tune: torch.Tensor
+    x_held: torch.Tensor  # decides which state is kept (never trained on)
+    y_held: torch.Tensor
+    g: torch.Generator  # seeded; batch order, augmentation and per-batch draws all come from it
+    device: torch.device
+    t0: float  # start time: the result's ``wall_s`` counts from here
+
+
+def start_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
+                 x_held: torch.Tensor, y_held: torch.Tensor, device: torch.device | None,
+                 seed: int) -> tuple[RepairRun, SplitClassifier]:
+    """Seed everything, freeze the pivot (eval, no grads); returns (the run, a trainable clone)."""
+    t0 = time.perf_counter()
     device = device or next(pivot.parameters()).device
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -173,10 +169,10 @@ def start_repair(pivot: SplitClassifier, device: torch.device | None, seed: int
     tuned = pivot.clone()
     for p in tuned.parameters():
         p.requires_grad_(True)
-    return pivot, tuned, g, device
+    return RepairRun(pivot, x_tune, y_tune, x_held, y_held, g, device, t0), tuned
 
 
-def pick_lr(cfg, model: SplitClassifier) -> tuple[float, str]:
+def pick_lr(cfg: FinetuneConfig, model: SplitClassifier) -> tuple[float, str]:
     """``cfg.lr`` if set, else ``cfg.lr_bn`` for live BatchNorm and ``cfg.lr_no_bn`` otherwise.
 
     Frozen BN statistics make a BN model behave like a BN-folded one: both need the small step
@@ -196,25 +192,9 @@ def sgd_cosine(params, lr: float, steps: int, momentum: float = 0.9, weight_deca
     """SGD (Nesterov when momentum > 0) with a cosine schedule to 0 over ``steps``."""
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           nesterov=nesterov and momentum > 0)
-    return opt, _cosine(opt, steps)
-
-
-def _cosine(opt: torch.optim.Optimizer, steps: int):
-    """Cosine decay of ``opt``'s learning rate to 0 over ``steps``."""
-    return torch.optim.lr_scheduler.LambdaLR(
+    sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
-
-
-def adam_cosine(params, lr: float, steps: int, betas: tuple[float, float] = (0.9, 0.999),
-                weight_decay: float = 0.0):
-    """Adam with a cosine schedule to 0 over ``steps``.
-
-    Why Adam for imported models: folding BatchNorm into Conv rescales each layer's weights by
-    gamma/sigma, so one SGD step size is wrong for most layers; Adam's per-parameter scaling
-    moves every layer by a comparable relative amount.
-    """
-    opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    return opt, _cosine(opt, steps)
+    return opt, sched
 
 
 def ce_step(model: nn.Module) -> StepFn:
@@ -225,40 +205,38 @@ def ce_step(model: nn.Module) -> StepFn:
     return step
 
 
-def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.Tensor,
-                  y_tune: torch.Tensor, x_held: torch.Tensor, y_held: torch.Tensor, cfg,
-                  step_fn: StepFn, opt: torch.optim.Optimizer, sched, *, g: torch.Generator,
-                  device: torch.device, notes: list[str], t0: float,
-                  monitor: Monitor | None = None, progress: ProgressFn | None = None,
-                  batch_fn: BatchFn | None = None, after_step: AfterStep | None = None,
-                  progress_extra: dict | None = None,
-                  start: nn.Module | None = None,
-                  probe: Callable[[nn.Module], float] | None = None,
-                  probe_slack: float = 0.01) -> RepairResult:
+@dataclass
+class LoopHooks:
+    """The optional callbacks of :func:`finetune_loop`; a defense sets the ones it needs."""
+
+    monitor: Monitor | None = None  # extra measurements per checkpoint (in ``Checkpoint.extra``)
+    progress: ProgressFn | None = None
+    progress_extra: dict = field(default_factory=dict)  # added to every progress report
+    batch_fn: BatchFn | None = None  # after augmentation, before the batch moves to the device
+    after_step: AfterStep | None = None  # after every optimizer step
+
+
+def finetune_loop(run: RepairRun, tuned: SplitClassifier, cfg: FinetuneConfig, step_fn: StepFn,
+                  opt: torch.optim.Optimizer, sched, notes: list[str],
+                  hooks: LoopHooks | None = None) -> RepairResult:
     """Train ``tuned`` with ``step_fn`` and keep the latest state within the Delta budget.
 
-    ``cfg`` needs: steps, batch_size, eval_every, max_cda_drop, patience, augment,
-    freeze_bn_stats (and optionally patch_aug). Batches are a seeded permutation of the tuning
-    set (only full batches), augmented, then ``batch_fn``; ``after_step`` runs after each
-    optimizer step. The rollback state is the *pivot's*: when no checkpoint stays within the
-    budget the result is the unchanged pivot (``moved`` False), even if the tuned copy was
-    modified before the loop (e.g. pruned). ``start`` replaces the pivot as the rollback state
-    when the tuned copy has a different structure that computes the same function (re-inserted
-    BatchNorm). ``probe`` (a model's backdoor estimate, e.g. a reversed trigger's success) makes
-    the keeper ``LeastBackdoorWithinBudget`` with ``probe_slack``; its value is in each
-    checkpoint's ``extra["probe"]``.
+    Batches are a seeded permutation of the tuning set (only full batches), augmented, then
+    ``hooks.batch_fn``; ``hooks.after_step`` runs after each optimizer step. The rollback state
+    is the *pivot's*: when no checkpoint stays within the budget the result is the unchanged
+    pivot (``moved`` False), even if the tuned copy was modified before the loop (e.g. pruned).
     """
+    hooks = hooks or LoopHooks()
+    pivot, g, device = run.pivot, run.g, run.device
+    x_tune, y_tune, x_held, y_held = run.x_tune, run.y_tune, run.x_held, run.y_held
     pivot_pred = predict(pivot, x_held)  # kept for the drop's standard error at the end
     pivot_cda = accuracy(pivot_pred, y_held)
-    rollback = start if start is not None else pivot
-    keeper = (BestWithinBudget(rollback, pivot_cda, cfg.max_cda_drop) if probe is None else
-              LeastBackdoorWithinBudget(rollback, pivot_cda, cfg.max_cda_drop, probe_slack))
+    keeper = BestWithinBudget(pivot, pivot_cda, cfg.max_cda_drop)
 
     def measure(m: nn.Module) -> dict:
-        return {**(monitor(m) if monitor else {}), **({"probe": probe(m)} if probe else {})}
+        return hooks.monitor(m) if hooks.monitor else {}
 
     traj = [Checkpoint(0, pivot_cda, measure(pivot))]
-    patch_aug = getattr(cfg, "patch_aug", 0.0)
     n = len(y_tune)
     step = 0
     diverged = False
@@ -271,10 +249,8 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
             xb, yb = x_tune[idx], y_tune[idx]
             if cfg.augment:
                 xb = augment_batch(xb, g)
-            if patch_aug > 0:
-                xb = random_patches(xb, patch_aug, g)
-            if batch_fn is not None:
-                xb, yb = batch_fn(xb, yb, g)
+            if hooks.batch_fn is not None:
+                xb, yb = hooks.batch_fn(xb, yb, g)
             xb, yb = xb.to(device), yb.to(device)
             tuned.train()
             if cfg.freeze_bn_stats:
@@ -288,21 +264,19 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
             loss.backward()
             opt.step()
             sched.step()
-            if after_step is not None:
-                after_step(tuned)
+            if hooks.after_step is not None:
+                hooks.after_step(tuned)
             step += 1
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 cda = heldout_accuracy(tuned, x_held, y_held)
                 seen = measure(tuned)
-                if probe is None:
-                    keeper.offer(tuned, step, cda)
-                else:
-                    keeper.offer(tuned, step, cda, seen["probe"])
+                keeper.offer(tuned, step, cda)
                 ck = Checkpoint(step, cda, seen,
                                 {**{k: _scalar(v) for k, v in parts.items()}, "total": loss.item()})
                 traj.append(ck)
-                if progress:
-                    progress(step, cfg.steps, {"cda": cda, **ck.extra, **(progress_extra or {})})
+                if hooks.progress:
+                    hooks.progress(step, cfg.steps,
+                                   {"cda": cda, **ck.extra, **hooks.progress_extra})
                 if cfg.patience and keeper.exceeded >= cfg.patience:
                     notes.append(f"stopped at step {step}: held-out accuracy stayed more than "
                                  f"{cfg.max_cda_drop:.0%} below the pivot's")
@@ -324,7 +298,7 @@ def finetune_loop(pivot: SplitClassifier, tuned: SplitClassifier, x_tune: torch.
                                            cfg.max_cda_drop))
     return RepairResult(model=tuned, pivot_cda=pivot_cda, best_step=keeper.step,
                         best_cda=keeper.cda, trajectory=traj, moved=moved, param_distance=dist,
-                        notes=notes, wall_s=time.perf_counter() - t0, cda_drop_se=se)
+                        notes=notes, wall_s=time.perf_counter() - run.t0, cda_drop_se=se)
 
 
 def drop_uncertainty_note(drop: float, se: float, n: int, max_drop: float) -> str:

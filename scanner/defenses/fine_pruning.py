@@ -19,7 +19,6 @@ conv weights.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -27,36 +26,20 @@ import torch.fx as fx
 from torch import nn
 
 from scanner.classifier import SplitClassifier
-from scanner.defenses.base import (Monitor, ProgressFn, RepairResult, cfg_for_device, ce_step,
-                                   finetune_loop, heldout_accuracy, pick_lr, sgd_cosine,
+from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressFn, RepairResult,
+                                   ce_step, finetune_loop, heldout_accuracy, pick_lr, sgd_cosine,
                                    start_repair)
+from scanner.defenses.registry import DEFENSES
 from scanner.errors import InconclusiveError
 
 
 @dataclass
-class FinePruningConfig:
+class FinePruningConfig(FinetuneConfig):
     """Fine-Pruning knobs; method-specific defaults from Table 5 (CIFAR-10)."""
 
-    steps: int = 300  # Table 5: 1 000 (``for_device`` on CUDA)
-    batch_size: int = 64  # Table 5: 128
-    lr: float | None = None
-    lr_bn: float = 1e-3  # Table 5
-    lr_no_bn: float = 1e-3
-    momentum: float = 0.9
     weight_decay: float = 0.0  # Table 5
     prune_rate: float = 0.96  # Table 5 rho (ImageNet: 0.73)
     sampled_batches: int = 10  # Table 5: batches used to measure activations
-    eval_every: int = 25
-    max_cda_drop: float = 0.02
-    patience: int = 4
-    freeze_bn_stats: bool = True
-    augment: bool = True
-    seed: int = 0
-
-    @classmethod
-    def for_device(cls, device: torch.device, **overrides) -> "FinePruningConfig":
-        return cfg_for_device(cls, device, {"steps": 1000, "batch_size": 128, "eval_every": 50},
-                              overrides)
 
 
 @dataclass
@@ -152,13 +135,14 @@ def zero_channels(model: SplitClassifier, target: PruneTarget, idx: torch.Tensor
         bn.bias[idx.to(bn.bias.device)] = 0
 
 
+@DEFENSES.register("fine_pruning", config=FinePruningConfig, rank=1)
 def fine_pruning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
                  x_held: torch.Tensor, y_held: torch.Tensor, cfg: FinePruningConfig, *,
                  device: torch.device | None = None, monitor: Monitor | None = None,
                  progress: ProgressFn | None = None) -> RepairResult:
     """Fine-Pruning: zero the lowest-activation channels of the last conv, then fine-tune."""
-    t0 = time.perf_counter()
-    pivot, tuned, g, device = start_repair(pivot, device, cfg.seed)
+    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    pivot, g = run.pivot, run.g
     target = find_prune_target(tuned)
     n_probe = min(len(y_tune), cfg.sampled_batches * cfg.batch_size)
     probe = x_tune[torch.randperm(len(y_tune), generator=g)[:n_probe]]
@@ -178,10 +162,9 @@ def fine_pruning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Ten
         notes.append(f"prune rate {cfg.prune_rate:g} would remove every channel; kept one")
     opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,
                             weight_decay=cfg.weight_decay)
-    res = finetune_loop(pivot, tuned, x_tune, y_tune, x_held, y_held, cfg, ce_step(tuned), opt,
-                        sched, g=g, device=device, notes=notes, t0=t0, monitor=monitor,
-                        progress=progress,
-                        after_step=lambda m: zero_channels(m, target, idx))
+    res = finetune_loop(run, tuned, cfg, ce_step(tuned), opt, sched, notes,
+                        LoopHooks(monitor=monitor, progress=progress,
+                                  after_step=lambda m: zero_channels(m, target, idx)))
     res.info.update(prune_layer=target.conv_path, prune_bn=target.bn_path,
                     pruned_channels=idx.tolist(), channels=target.channels,
                     pruned_cda=pruned_cda, pruned_extra=pruned_extra)

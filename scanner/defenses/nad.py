@@ -23,8 +23,8 @@ GraphModule over the same submodules (shared parameters), returning (features, t
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.fx as fx
@@ -32,37 +32,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from scanner.classifier import SplitClassifier
-from scanner.defenses.base import (Monitor, ProgressFn, RepairResult, cfg_for_device, ce_step,
-                                   finetune_loop, pick_lr, sgd_cosine, start_repair)
+from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressFn, RepairResult,
+                                   ce_step, finetune_loop, pick_lr, sgd_cosine, start_repair)
+from scanner.defenses.registry import DEFENSES
 from scanner.errors import InconclusiveError
 
 
 @dataclass
-class NADConfig:
-    """NAD knobs; method-specific defaults from Table 5 (CIFAR-10)."""
+class NADConfig(FinetuneConfig):
+    """NAD knobs; method-specific defaults from Table 5 (CIFAR-10). ``steps``, ``lr`` and the
+    other shared knobs apply to the student; the teacher shares all but ``teacher_steps``."""
 
-    steps: int = 300  # student steps; Table 5: 2 000 (``for_device`` on CUDA)
+    # Table 5, for a model with live BatchNorm; BN folded or frozen keeps ``lr_no_bn`` 1e-3,
+    # because 1e-2 diverged there in our probes (``pick_lr``).
+    lr_bn: float = 1e-2
     teacher_steps: int | None = None  # None: steps // 2 (Table 5: 1 000 for 2 000)
-    batch_size: int = 64  # Table 5: 128
-    lr: float | None = None  # student and teacher
-    lr_bn: float = 1e-2  # Table 5 (a model with live BatchNorm)
-    lr_no_bn: float = 1e-3  # BN folded / frozen: 1e-2 diverged in our probes (see pivotal.py)
-    momentum: float = 0.9
     weight_decay: float = 0.0  # Table 5
     power: float = 2.0  # Table 5 p
     lambda_at: float = 1000.0  # Table 5 lambda_at
     n_layers: int = 3  # stage outputs distilled (the last ones)
-    eval_every: int = 25
-    max_cda_drop: float = 0.02
-    patience: int = 4
-    freeze_bn_stats: bool = True
-    augment: bool = True
-    seed: int = 0
 
-    @classmethod
-    def for_device(cls, device: torch.device, **overrides) -> "NADConfig":
-        return cfg_for_device(cls, device, {"steps": 2000, "teacher_steps": 1000,
-                                            "batch_size": 128, "eval_every": 50}, overrides)
+    # Table 5 on CUDA: 2 000 student steps after 1 000 teacher steps.
+    CUDA: ClassVar[dict] = {"steps": 2000, "teacher_steps": 1000, "batch_size": 128,
+                            "eval_every": 50}
 
 
 def attention_map(a: torch.Tensor, p: float = 2.0, eps: float = 1e-12) -> torch.Tensor:
@@ -135,6 +127,7 @@ def tap_features(model: SplitClassifier, names: list[str]) -> nn.Module:
     return _Tapped()
 
 
+@DEFENSES.register("nad", config=NADConfig, rank=2)
 def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
         x_held: torch.Tensor, y_held: torch.Tensor, cfg: NADConfig, *,
         device: torch.device | None = None, monitor: Monitor | None = None,
@@ -144,16 +137,15 @@ def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
     ``progress`` sees the teacher run first (its extras carry ``phase="teacher"``, steps out of
     ``teacher_steps``), then the student run (steps out of ``steps``).
     """
-    t0 = time.perf_counter()
-    pivot, teacher, g, device = start_repair(pivot, device, cfg.seed)
+    run, teacher = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    pivot = run.pivot
     lr, kind = pick_lr(cfg, teacher)
     t_steps = cfg.teacher_steps if cfg.teacher_steps is not None else max(1, cfg.steps // 2)
     tcfg = dataclasses.replace(cfg, steps=t_steps)
     opt, sched = sgd_cosine(teacher.parameters(), lr, t_steps, momentum=cfg.momentum,
                             weight_decay=cfg.weight_decay)
-    tres = finetune_loop(pivot, teacher, x_tune, y_tune, x_held, y_held, tcfg, ce_step(teacher),
-                         opt, sched, g=g, device=device, notes=[], t0=t0, progress=progress,
-                         progress_extra={"phase": "teacher"})
+    tres = finetune_loop(run, teacher, tcfg, ce_step(teacher), opt, sched, [],
+                         LoopHooks(progress=progress, progress_extra={"phase": "teacher"}))
     teacher = tres.model.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -187,9 +179,8 @@ def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
 
     opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,
                             weight_decay=cfg.weight_decay)
-    res = finetune_loop(pivot, tuned, x_tune, y_tune, x_held, y_held, cfg, step_fn, opt, sched,
-                        g=g, device=device, notes=notes, t0=t0, monitor=monitor,
-                        progress=progress)
+    res = finetune_loop(run, tuned, cfg, step_fn, opt, sched, notes,
+                        LoopHooks(monitor=monitor, progress=progress))
     res.info.update(attention_layers=layers, teacher_step=tres.best_step,
                     teacher_cda=tres.best_cda, teacher_moved=tres.moved, teacher_extra=t_extra)
     return res

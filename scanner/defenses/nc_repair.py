@@ -17,15 +17,15 @@ trajectory records ``reversed_asr``: the reversed trigger's success on the held-
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from scanner.classifier import SplitClassifier
-from scanner.defenses.base import (Monitor, ProgressFn, RepairResult, cfg_for_device, ce_step,
-                                   finetune_loop, pick_lr, sgd_cosine, start_repair)
+from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressFn, RepairResult,
+                                   ce_step, finetune_loop, pick_lr, sgd_cosine, start_repair)
+from scanner.defenses.registry import DEFENSES
 from scanner.detectors.inversion import InversionConfig, TriggerSet, trigger_success
 from scanner.detectors.neural_cleanse import NCConfig, nc_detect
 from scanner.detectors.result import DetectionResult
@@ -37,30 +37,13 @@ def _table5_nc() -> NCConfig:
 
 
 @dataclass
-class NCRepairConfig:
+class NCRepairConfig(FinetuneConfig):
     """Neural Cleanse repair knobs; defaults from Table 5 (CIFAR-10)."""
 
-    steps: int = 300  # Table 5: 1 000 (``for_device`` on CUDA)
-    batch_size: int = 64  # Table 5: 128
-    lr: float | None = None
-    lr_bn: float = 1e-3  # Table 5
-    lr_no_bn: float = 1e-3
-    momentum: float = 0.9
     weight_decay: float = 0.0  # Table 5
     stamp_frac: float = 0.5  # share of each batch stamped with the reversed trigger
     detector: NCConfig = field(default_factory=_table5_nc)  # its inversion seed follows ``seed``
     num_classes: int | None = None  # None: the model's number of logits
-    eval_every: int = 25
-    max_cda_drop: float = 0.02
-    patience: int = 4
-    freeze_bn_stats: bool = True
-    augment: bool = True
-    seed: int = 0
-
-    @classmethod
-    def for_device(cls, device: torch.device, **overrides) -> "NCRepairConfig":
-        return cfg_for_device(cls, device, {"steps": 1000, "batch_size": 128, "eval_every": 50},
-                              overrides)
 
 
 def choose_class(det: DetectionResult) -> tuple[int, str]:
@@ -96,14 +79,15 @@ def stamp_half(trigger: TriggerSet, frac: float):
     return batch_fn
 
 
+@DEFENSES.register("nc_repair", config=NCRepairConfig, rank=4)
 def nc_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
               x_held: torch.Tensor, y_held: torch.Tensor, cfg: NCRepairConfig, *,
               device: torch.device | None = None, monitor: Monitor | None = None,
               progress: ProgressFn | None = None,
               detection: DetectionResult | None = None) -> RepairResult:
     """Neural Cleanse repair: reverse the triggers, unlearn the suspicious class's trigger."""
-    t0 = time.perf_counter()
-    pivot, tuned, g, device = start_repair(pivot, device, cfg.seed)
+    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    pivot, device = run.pivot, run.device
     if detection is None or detection.triggers is None:
         num_classes = cfg.num_classes
         if num_classes is None:
@@ -134,9 +118,9 @@ def nc_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor
 
     opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,
                             weight_decay=cfg.weight_decay)
-    res = finetune_loop(pivot, tuned, x_tune, y_tune, x_held, y_held, cfg, ce_step(tuned), opt,
-                        sched, g=g, device=device, notes=notes, t0=t0, monitor=watch,
-                        progress=progress, batch_fn=stamp_half(trig, cfg.stamp_frac))
+    res = finetune_loop(run, tuned, cfg, ce_step(tuned), opt, sched, notes,
+                        LoopHooks(monitor=watch, progress=progress,
+                                  batch_fn=stamp_half(trig, cfg.stamp_frac)))
     res.info.update(nc_class=cls, nc_flagged=list(detection.flagged),
                     nc_model_score=detection.model_score, trigger=trig,
                     reversed_asr_before=asr0)

@@ -2,7 +2,10 @@
 
 Every defense is ``run(pivot, x_tune, y_tune, x_held, y_held, cfg, *, device=None, monitor=None,
 progress=None) -> RepairResult`` with a dataclass config that has ``for_device(device,
-**overrides)`` (CPU-sized defaults; the paper's Table 5 scale on CUDA).
+**overrides)`` (CPU-sized defaults; the paper's Table 5 scale on CUDA). A defense module
+registers its repair function with ``@DEFENSES.register(name, config=ConfigClass, rank=n)``;
+``rank`` orders listings (Pivotal Tuning first, then the baselines), whichever module happened
+to be imported first.
 
     cfg_cls, run = get_defense("fine_pruning")
     result = run(model, x_tune, y_tune, x_held, y_held, cfg_cls(prune_rate=0.9))
@@ -11,17 +14,25 @@ progress=None) -> RepairResult`` with a dataclass config that has ``for_device(d
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, NamedTuple
 
 import torch
 
 from scanner.defenses.base import RepairResult
-from scanner.defenses.fine_pruning import FinePruningConfig, fine_pruning
-from scanner.defenses.nad import NADConfig, nad
-from scanner.defenses.nc_repair import NCRepairConfig, nc_repair
-from scanner.defenses.pivotal import PivotalConfig, pivotal_tuning
-from scanner.defenses.weight_decay import WeightDecayConfig, weight_decay_finetune
 from scanner.errors import InputError
+from scanner.registry import Registry
+
+# The modules whose import registers the built-in defenses.
+_BUILTIN = ("pivotal", "fine_pruning", "nad", "weight_decay", "nc_repair")
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(f"scanner.defenses.{module}")
+
+
+DEFENSES: Registry[Callable[..., RepairResult]] = Registry("defense", loader=_load_builtin)
 
 
 class Defense(NamedTuple):
@@ -35,41 +46,27 @@ class Defense(NamedTuple):
         return (self.run.__doc__ or "").strip().splitlines()[0] if self.run.__doc__ else ""
 
 
-_DEFENSES: dict[str, Defense] = {
-    "pivotal": Defense(PivotalConfig, pivotal_tuning),
-    "fine_pruning": Defense(FinePruningConfig, fine_pruning),
-    "nad": Defense(NADConfig, nad),
-    "weight_decay": Defense(WeightDecayConfig, weight_decay_finetune),
-    "nc_repair": Defense(NCRepairConfig, nc_repair),
-}
-_ALIASES = {"pivotal_tuning": "pivotal", "pt": "pivotal", "fp": "fine_pruning",
-            "fineprune": "fine_pruning", "wd": "weight_decay", "nc": "nc_repair",
-            "neural_cleanse": "nc_repair", "neural_attention_distillation": "nad"}
-
-
 def list_defenses() -> list[str]:
     """Registered defense names, Pivotal Tuning first, then the baselines."""
-    return list(_DEFENSES)
+    return [e.name for e in sorted(DEFENSES, key=lambda e: e.meta["rank"])]
 
 
-def _key(name: str) -> str:
-    key = name.strip().lower().replace("-", "_")
-    return _ALIASES.get(key, key)
+def _entry(name: str):
+    # The hint lists the names in listing order, not in whichever order the modules registered.
+    if name not in DEFENSES:
+        raise InputError(f"unknown defense {name!r}", hint="known: " + ", ".join(list_defenses()))
+    return DEFENSES.entry(name)
 
 
 def get_defense(name: str) -> Defense:
-    """(config class, function) of a defense by name (aliases: fp, wd, nc, pt, ...)."""
-    try:
-        return _DEFENSES[_key(name)]
-    except KeyError:
-        raise InputError(f"unknown defense {name!r}",
-                         hint="known: " + ", ".join(list_defenses())) from None
+    """(config class, function) of a defense by name; InputError naming the known ones."""
+    entry = _entry(name)
+    return Defense(entry.meta["config"], entry.obj)
 
 
 def canonical_name(name: str) -> str:
-    """The registered name behind ``name`` or an alias ("pt" -> "pivotal")."""
-    get_defense(name)  # raises for an unknown name
-    return _key(name)
+    """The registered spelling of ``name`` ("Fine-Pruning" -> "fine_pruning")."""
+    return _entry(name).name
 
 
 def make_config(name: str, device: torch.device | str | None = None, **overrides: Any):

@@ -80,7 +80,7 @@ def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Te
            for c in range(num_classes)]
     flagged = [c for c in range(num_classes) if idx[c] > cfg.threshold]
     finite = idx[np.isfinite(idx)]
-    name = "neural_cleanse" if cfg.statistic == "mad" else "mask_outlier"
+    name = "nc" if cfg.statistic == "mad" else "mask"  # the registry's names (scanner.detectors)
     return DetectionResult(name, float(finite.max() if finite.size else 0.0), per,
                            flagged, trig, time.perf_counter() - t0,
                            extra={"statistic": cfg.statistic, "scanned_classes": classes,

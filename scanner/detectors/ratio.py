@@ -62,7 +62,7 @@ def ratio_detect(pivot: torch.nn.Module, tuned: torch.nn.Module, x_tune: Tensor,
                       float(idx[c])) for c in range(num_classes)]
     finite = idx[np.isfinite(idx)]
     flagged = [c for c in range(num_classes) if idx[c] >= cfg.threshold]
-    return DetectionResult("mask_ratio", float(finite.max() if finite.size else 0.0), per, flagged,
+    return DetectionResult("ratio", float(finite.max() if finite.size else 0.0), per, flagged,
                            trig, time.perf_counter() - t0,
                            extra={"log_ratio": r.tolist(), "l1_tuned": l1_t.tolist(),
                                   "scanned_classes": classes,

@@ -19,12 +19,10 @@ repair never sees. The loops run in the scan's precision and weight layout (``--
 The target is issue 4's: real-trigger ASR <= 0.05 with a test-accuracy drop <= 2 points for the
 state the repair keeps by its own held-out rule. The summary counts exactly that per config.
 ``--floor badnets`` on clean models prints the level under which no repair can be expected to
-go: the trigger's "ASR" on models that never learnt it. ``--trajectory K --proxy`` adds, at
-every checkpoint, what the repair itself could see of the backdoor: the success of the suspect
-class's reversed trigger (the focus's mask inversion, run once here and handed to the repair, so
-the run is the same) on the tuned copy, over the trusted images (RESULTS 3f). ``--held-views``
-adds the accuracy over eight fixed views of the held-out images (as they are, mirrored, six
-shifts): whether a less noisy estimate of the drop is to be had from the same images.
+go: the trigger's "ASR" on models that never learnt it. ``--trajectory K --held-views`` adds,
+at every checkpoint, the accuracy over eight fixed views of the held-out images (as they are,
+mirrored, six shifts): whether a less noisy estimate of the drop is to be had from the same
+images.
 """
 
 from __future__ import annotations
@@ -45,7 +43,7 @@ ASR_TARGET, DROP_TARGET = 0.05, 0.02
 
 def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: int,
                 threads: int, precision: str, nchw: bool, trajectory: int,
-                proxy: bool = False, held_views: bool = False) -> dict:
+                held_views: bool = False) -> dict:
     """One model under one config: the row ``--out`` records (runs in a worker with ``--jobs``)."""
     from scanner.attacks import get_attack
     from scanner.budget import get_budget
@@ -81,22 +79,17 @@ def _repair_one(path: str, config: str, trusted: str, steps: int | None, seed: i
     over = {"steps": steps or budget.repair_steps, "batch_size": budget.repair_batch,
             "seed": seed, **({"eval_every": trajectory} if trajectory else {}), **over}
     cfg = PivotalConfig.for_device(device, **over)
-    detection, proxy_of = None, None
-    if proxy:
-        detection, proxy_of = _reversed_proxy(model, tune, held, cfg, device, precision)
-
     xv, yv = (fixed_views(held.x), held.y.repeat(8)) if held_views else (None, None)
 
     def measure(m) -> dict:
         return {"asr": attack_success_rate(predict(m, xa), ye, rec["target"]),
                 "cda_test": accuracy(predict(m, xe), ye),
-                **({"proxy": proxy_of(m)} if proxy_of else {}),
                 **({"held_views": accuracy(predict(m, xv), yv)} if held_views else {})}
 
     t = time.perf_counter()
     with Compute(device, precision).loops():
         res = pivotal_tuning(model, tune.x, tune.y, held.x, held.y, cfg, device=device,
-                             monitor=measure if trajectory else None, detection=detection)
+                             monitor=measure if trajectory else None)
     wall = time.perf_counter() - t
     before, after = measure(model), measure(res.model)
     return {"model": Path(path).name, "config": config, "target": rec["target"],
@@ -119,21 +112,6 @@ def fixed_views(x: torch.Tensor, shift: int = 2) -> torch.Tensor:
     offsets = ((0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift), (shift, 0),
                (0, shift))
     return torch.cat([x, x.flip(-1)] + [xp[..., i:i + h, j:j + w] for i, j in offsets])
-
-
-def _reversed_proxy(model, tune, held, cfg, device, precision):
-    """(detection, model -> success of the suspect's reversed trigger on all trusted images).
-
-    The inversion is the repair's own focus inversion (``find_suspect``) and the proxy its own
-    probe (``suspect_probe``, what ``keep="least_probe"`` ranks states by), so handing it over
-    leaves the repair unchanged.
-    """
-    from scanner.defenses.pivotal import find_suspect, suspect_probe
-    from scanner.ops.precision import Compute
-
-    with Compute(device, precision).loops():
-        c, det, _ = find_suspect(model, tune.x, tune.y, held.x, held.y, cfg, None, device, None)
-    return det, suspect_probe(c, det, tune.x, tune.y, held.x, held.y)
 
 
 def parse_config(config: str) -> tuple[float, dict]:
@@ -218,41 +196,6 @@ def summary_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def replay_rows(rows: list[dict], slack: float) -> list[dict]:
-    """Each trajectory row re-kept by both keep rules: what "latest" and "least_probe" (with
-    ``slack``) would have kept from the very same run.
-
-    Why: the rule that keeps a state does not change the run, so one run with ``--trajectory``
-    compares the two rules side by side exactly (the kept checkpoint's test figures are the
-    trajectory's). The rules are the repair's own keeper classes. Rows need the trajectory's
-    ``held``, ``asr`` and ``cda_test``, and ``probe`` (``keep="least_probe"`` runs) or
-    ``proxy`` (``--proxy``); others are skipped.
-    """
-    from scanner.defenses.base import BestWithinBudget, LeastBackdoorWithinBudget
-
-    out = []
-    for r in rows:
-        traj = r.get("trajectory") or []
-        key = next((k for k in ("probe", "proxy") if traj and k in traj[0]), None)
-        if key is None or "cda_test" not in traj[0]:
-            continue
-        pivot = traj[0]["held"]
-        keepers = {"latest": BestWithinBudget(torch.nn.Identity(), pivot, DROP_TARGET),
-                   f"least_probe {slack:g}": LeastBackdoorWithinBudget(
-                       torch.nn.Identity(), pivot, DROP_TARGET, slack)}
-        for c in traj[1:]:
-            keepers["latest"].offer(torch.nn.Identity(), c["step"], c["held"])
-            keepers[f"least_probe {slack:g}"].offer(torch.nn.Identity(), c["step"], c["held"],
-                                                    c[key])
-        by_step = {c["step"]: c for c in traj}
-        for name, k in keepers.items():
-            c = by_step[k.step]
-            out.append({**r, "config": f"{r['config']} [replay {name}]", "kept_step": k.step,
-                        "moved": k.step > 0, "asr_after": c["asr"], "cda_after": c["cda_test"],
-                        "cda_drop": r["cda_before"] - c["cda_test"]})
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     from scanner.eval.jobs import append_row, find_models, read_rows, run_jobs
     from scanner.ops.precision import PRECISIONS
@@ -270,9 +213,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="repair steps (default: the CPU standard budget's, as a scan)")
     ap.add_argument("--trajectory", type=int, default=0, metavar="K",
                     help="also measure test ASR/CDA every K steps (slower); 0: kept state only")
-    ap.add_argument("--proxy", action="store_true",
-                    help="with --trajectory: also the suspect's reversed-trigger success per "
-                         "checkpoint (what the repair could see of the backdoor)")
     ap.add_argument("--held-views", action="store_true",
                     help="with --trajectory: also the accuracy over 8 fixed views of the "
                          "held-out images per checkpoint")
@@ -285,30 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="append per-run JSON lines here")
     ap.add_argument("--summarize", default=None, metavar="JSONL",
                     help="run nothing: print the summary of rows written by --out")
-    ap.add_argument("--replay", type=float, default=None, metavar="SLACK",
-                    help="with --summarize: re-keep each trajectory row by both keep rules "
-                         "(latest, and least_probe with this slack) and summarise those")
     ap.add_argument("--floor", default=None, metavar="ATTACK",
                     help="repair nothing: measure ATTACK's trigger (e.g. badnets) for every "
                          "target class on --models (clean ones): the ASR no repair goes below")
     args = ap.parse_args(argv)
     if args.summarize:
         rows = read_rows(args.summarize, key=lambda r: (r["model"], r["config"]))
-        if args.replay is not None:
-            rows = replay_rows(rows, args.replay)
-            if not rows:
-                print(f"{args.summarize}: no row has a trajectory with test figures and a "
-                      "probe or proxy (run with --trajectory K and --proxy or "
-                      "keep=least_probe)", file=sys.stderr)
-                return 2
         print("\n".join(summary_lines(rows)))
         return 0
-    if args.replay is not None:
-        ap.error("--replay needs --summarize")
     if not args.models:
         ap.error("--models is required (unless --summarize)")
-    if (args.proxy or args.held_views) and not args.trajectory:
-        ap.error("--proxy and --held-views need --trajectory K")
+    if args.held_views and not args.trajectory:
+        ap.error("--held-views needs --trajectory K")
     try:
         paths = find_models(args.models, args.jobs, args.threads)
     except ValueError as e:
@@ -327,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job = dict(trusted=args.trusted, steps=args.steps, seed=args.seed, threads=args.threads,
                precision=args.precision, nchw=args.nchw, trajectory=args.trajectory,
-               proxy=args.proxy, held_views=args.held_views)
+               held_views=args.held_views)
     work = [(p, c) for c in configs for p in paths]
     t0 = time.perf_counter()
     rows = []

@@ -31,3 +31,50 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 
 
 write_text_atomic = atomic_write
+
+
+def _probe_dir(d: Path, what: str, target: Path) -> None:
+    """Create and remove a file in ``d``: the only test of writability that also holds for root
+    on a read-only mount (``os.access`` answers yes to root)."""
+    from scanner.errors import InputError
+
+    probe = d / f".scan-write-probe-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"{what} {target}: cannot write in {d} ({e.strerror or e})",
+                         hint="choose a writable location") from None
+
+
+def _nearest_existing(p: Path) -> Path:
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def check_writable_file(path: str | Path, what: str) -> None:
+    """Fail (InputError, exit 2) before any work when ``path`` could not be written later."""
+    from scanner.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file name")
+    base = _nearest_existing(path.parent)
+    if not base.is_dir():
+        raise InputError(f"{what} {path}: {base} is a file, not a directory")
+    _probe_dir(base, what, path)
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """As :func:`check_writable_file`, for a directory that may not exist yet."""
+    from scanner.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a directory")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise InputError(f"{what} {path}: {base} is a file, not a directory")
+    _probe_dir(base, what, path)

@@ -62,10 +62,10 @@ class TrustedData:
         return dict(sorted(Counter(self.y.tolist()).items()))
 
 
-def _list_error(msg: str, items: list[str]) -> InputError:
+def _list_error(msg: str, items: list[str], hint: str | None = None) -> InputError:
     shown = items[:MAX_LISTED]
     more = f"\n  ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
-    return InputError(msg + ":\n  " + "\n  ".join(shown) + more)
+    return InputError(msg + ":\n  " + "\n  ".join(shown) + more, hint=hint)
 
 
 def read_labels_file(path: Path) -> list[str]:
@@ -89,61 +89,128 @@ def _is_int(s: str) -> bool:
 
 def folder_class_map(folders: list[str], labels: list[str] | None, labels_src: str,
                      model_names: list[str] | None) -> tuple[dict[str, int], str]:
-    """Map class folder names to indices; returns the map and a sentence saying how."""
+    """Map class folder names to indices; returns the map and a sentence saying how.
+
+    Numeric folder names are refused unless a labels file or the model's class names place them:
+    "3" could mean index 3 or the fourth folder in some order, and guessing wrong makes a clean
+    model look broken (or hides a backdoor's target class).
+    """
     if labels is not None:
         unknown = [f for f in folders if f not in labels]
         if unknown:
             raise _list_error(f"class folder(s) not listed in {labels_src}", unknown)
-        return {f: labels.index(f) for f in folders}, f"class indices from {labels_src}"
+        return ({f: labels.index(f) for f in folders},
+                f"Class indices come from {labels_src}: line i of that file is class i.")
     if model_names is not None:
         unknown = [f for f in folders if f not in model_names]
         if not unknown:
-            return {f: model_names.index(f) for f in folders}, "class indices from the model's class names"
-    if any(_is_int(f) for f in folders):
-        if all(_is_int(f) for f in folders) and sorted(folders) == sorted(folders, key=int) \
-                and all(len(f) == len(folders[0]) for f in folders) and len(folders) <= 10 \
-                and all(int(f) < 10 for f in folders):
-            return {f: int(f) for f in folders}, "class index = folder name (single digits)"
-        raise InputError(
+            return ({f: model_names.index(f) for f in folders},
+                    "Class indices come from the class names stored in the model, matched to the "
+                    "folder names: if those names are wrong, so is the class map (a labels.txt "
+                    "overrides them).")
+    numeric = [f for f in folders if _is_int(f)]
+    if numeric:
+        raise _list_error(
             "class folders have numeric names and no labels file says which index each one is "
-            "(text order puts '10' before '2')",
+            "(text order puts '10' before '2', and '3' may not be class 3)", numeric,
             hint=f"add a {LABELS_FILE} (one class name per line, line i = class i) to the folder "
                  "or pass --labels FILE")
     ordered = sorted(folders)
     return ({f: i for i, f in enumerate(ordered)},
-            "class indices from sorted folder names (ImageFolder convention); add labels.txt to be explicit")
+            "Class indices come from the alphabetical order of the folder names (the ImageFolder "
+            "convention): if the model was trained with another order, clean accuracy is low and "
+            f"the scan is refused; add a {LABELS_FILE} to be explicit.")
+
+
+# What each Pillow mode conversion loses, so the note can say what it may cost.
+_MODE_COSTS = {
+    ("L", "RGB"): "grayscale to RGB (the grey value copied to all three channels): a model trained "
+                  "on colour images sees no colour in them, which can lower clean accuracy",
+    ("RGB", "L"): "RGB to grayscale: their colour is lost",
+    ("RGBA", "RGB"): "RGBA to RGB: the alpha channel was dropped, so transparent areas show "
+                     "whatever colour is stored under them",
+    ("P", "RGB"): "palette to RGB: nothing is lost",
+}
+
+
+def _mode_note(conv: tuple[str, str], n: int) -> str:
+    src, dst = conv
+    what = _MODE_COSTS.get(conv, f"mode {src} to {dst}: Pillow's conversion may change their "
+                                 "colours")
+    return f"Converted {n} image(s) from {what}."
+
+
+def _resize_note(n: int, src: str, spec: InputSpec) -> str:
+    return (f"Resized {n} image(s) from {src} to the model's {spec.width}x{spec.height} "
+            "(bilinear): fine detail, including a small trigger patch, is blurred or lost.")
+
+
+def _too_large_reason(exc: Exception) -> str:
+    """Pillow's decompression-bomb message, restated as the image's pixels vs the limit."""
+    from PIL import Image
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    limit = Image.MAX_IMAGE_PIXELS
+    return (f"too large: {pixels}, over the limit of {limit:,} pixels that Pillow decodes "
+            "(its guard against decompression bombs)" if limit else f"too large: {pixels}")
+
+
+def _read_image(p: Path, mode: str, size: tuple[int, int], resized: Counter,
+                modes: Counter) -> np.ndarray:
+    """One image as uint8 HxW(xC) in ``mode`` at ``size``; Pillow's errors propagate."""
+    import warnings
+
+    from PIL import Image
+
+    # Pillow only warns between 1x and 2x its pixel limit; a warning would still decode the
+    # whole bomb, so it is raised like the error above 2x.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(p) as im:
+            im.load()
+            if im.mode != mode:
+                modes[(im.mode, mode)] += 1
+                im = im.convert(mode)
+            if im.size != size:
+                resized[f"{im.size[0]}x{im.size[1]}"] += 1
+                im = im.resize(size, Image.BILINEAR)
+            return np.asarray(im)
 
 
 def _convert_images(paths: list[Path], spec: InputSpec, notes: list[str]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     mode = "L" if spec.channels == 1 else "RGB"
     size = (spec.width, spec.height)
     out = np.empty((len(paths), spec.height, spec.width, spec.channels), dtype=np.uint8)
     bad: list[str] = []
+    too_large: list[str] = []
     resized: Counter = Counter()
     modes: Counter = Counter()
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im:
-                im.load()
-                if im.mode != mode:
-                    modes[f"{im.mode}->{mode}"] += 1
-                    im = im.convert(mode)
-                if im.size != size:
-                    resized[f"{im.size[0]}x{im.size[1]}"] += 1
-                    im = im.resize(size, Image.BILINEAR)
-                arr = np.asarray(im)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            bad.append(f"{p}: {type(exc).__name__}")
+            arr = _read_image(p, mode, size, resized, modes)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            too_large.append(f"{p}: {_too_large_reason(exc)}")
+            continue
+        # Pillow reports damaged files as OSError, SyntaxError, ValueError or EOFError
+        # depending on the format and where decoding stops.
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            bad.append(f"{p}: cannot be decoded as an image ({type(exc).__name__}: {exc})")
             continue
         out[i] = arr.reshape(spec.height, spec.width, spec.channels)
+    if too_large:
+        raise _list_error(f"{len(too_large)} image(s) are too large to load", too_large,
+                          hint="downscale them (every image is resized to the model's "
+                               f"{spec.width}x{spec.height} anyway) or remove them")
     if bad:
-        raise _list_error(f"{len(bad)} file(s) could not be read as images", bad)
+        raise _list_error(f"{len(bad)} file(s) could not be read as images", bad,
+                          hint="re-export or remove the damaged files")
     for src, n in resized.items():
-        notes.append(f"resized {n} image(s) from {src} to {spec.width}x{spec.height}")
+        notes.append(_resize_note(n, src, spec))
     for conv, n in modes.items():
-        notes.append(f"converted {n} image(s) {conv}")
+        notes.append(_mode_note(conv, n))
     return out
 
 
@@ -164,25 +231,26 @@ def _array_to_tensor(arr: np.ndarray, spec: InputSpec, notes: list[str]) -> torc
         if hi > 1.0 + 1e-6:
             if hi <= 255.0 and lo >= 0.0:
                 t = t / 255.0
-                notes.append("npz float pixels in [0, 255] scaled to [0, 1]")
+                notes.append("Scaled the npz float pixels from [0, 255] to [0, 1]; nothing is lost.")
             else:
                 raise InputError(f"npz 'x' values span [{lo:g}, {hi:g}]; expected [0,1] or [0,255]")
         elif lo < -1e-6:
             raise InputError(f"npz 'x' has negative values (min {lo:g}); pass raw pixels, not normalised ones")
     if t.shape[1] == 4:
         t = t[:, :3]
-        notes.append("dropped the alpha channel")
+        notes.append("Dropped the npz images' alpha channel: transparent areas show whatever "
+                      "colour is stored under them.")
     if t.shape[1] != spec.channels:
         if t.shape[1] == 3 and spec.channels == 1:
             t = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-            notes.append("converted RGB -> grayscale")
+            notes.append(_mode_note(("RGB", "L"), t.shape[0]))
         elif t.shape[1] == 1 and spec.channels == 3:
             t = t.expand(-1, 3, -1, -1).contiguous()
-            notes.append("converted grayscale -> RGB")
+            notes.append(_mode_note(("L", "RGB"), t.shape[0]))
         else:
             raise InputError(f"npz images have {t.shape[1]} channels; the model takes {spec.channels}")
     if tuple(t.shape[2:]) != (spec.height, spec.width):
-        notes.append(f"resized {t.shape[0]} image(s) from {t.shape[3]}x{t.shape[2]} to {spec.width}x{spec.height}")
+        notes.append(_resize_note(t.shape[0], f"{t.shape[3]}x{t.shape[2]}", spec))
         t = torch.nn.functional.interpolate(t, size=(spec.height, spec.width), mode="bilinear",
                                             align_corners=False, antialias=True).clamp_(0, 1)
     return t
@@ -249,7 +317,8 @@ def _load_csv(path: Path, spec: InputSpec, labels: list[str] | None, notes: list
         paths.append(p)
     if bad:
         raise _list_error(f"{len(bad)} CSV row(s) in {path} are unusable", bad)
-    notes.append("class indices from the CSV")
+    notes.append("Class indices come from the CSV's label column (numbers are taken as indices, "
+                 "names are looked up in the labels file).")
     return _convert_images(paths, spec, notes), np.array(ys, dtype=np.int64), labels
 
 
@@ -265,7 +334,7 @@ def _load_npz(path: Path, spec: InputSpec, notes: list[str]):
         raise InputError(f"{path}: {len(x)} images but {len(y)} labels")
     if not np.issubdtype(y.dtype, np.integer):
         raise InputError(f"{path}: 'y' must hold integer class indices, got {y.dtype}")
-    notes.append("class indices from the npz")
+    notes.append("Class indices are the npz's 'y' array as stored.")
     return x, y.astype(np.int64).reshape(-1), None
 
 
@@ -309,7 +378,7 @@ def load_trusted(path: str | Path, spec: InputSpec, num_classes: int, *,
              f"{counts.get(c, 0)} image(s)" for c in range(num_classes) if counts.get(c, 0) < min_per_class]
     if short:
         raise _list_error(f"too few trusted images: every class needs at least {min_per_class}", short)
-    notes.append(f"loaded {len(y)} image(s) for {len(counts)} class(es) as "
-                 f"{spec.channels}x{spec.height}x{spec.width}")
+    notes.append(f"Loaded {len(y)} image(s) for {len(counts)} class(es) as "
+                 f"{spec.channels}x{spec.height}x{spec.width}.")
     return TrustedData(x=x.contiguous(), y=torch.from_numpy(y), class_names=names,
                        source=str(path), notes=notes)

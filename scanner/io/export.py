@@ -104,6 +104,16 @@ def _random_inputs(spec: InputSpec, batch: int) -> np.ndarray:
     return random_model_inputs(spec, batch, seed=1)
 
 
+def _refuse_non_finite(ref: np.ndarray, out: np.ndarray) -> None:
+    """NaN/inf would pass the comparison below (NaN argmaxes agree, max() skips NaN): refuse."""
+    if np.isfinite(ref).all() and np.isfinite(out).all():
+        return
+    who = ("the torch model itself" if not np.isfinite(out).all()
+           else "onnxruntime on the exported file")
+    raise InconclusiveError(f"{who} produces non-finite outputs (NaN or inf) on the verification "
+                            "inputs; nothing was written")
+
+
 def verify_export(path: Path, net: nn.Module, x: np.ndarray, batch_size: int = 256) -> None:
     """onnxruntime vs torch: allclose(rtol 1e-3, atol 1e-5) and 100% top-1 agreement."""
     from scanner.io.onnx_import import onnx_session
@@ -116,6 +126,7 @@ def verify_export(path: Path, net: nn.Module, x: np.ndarray, batch_size: int = 2
         ref = sess.run(None, {name: xb})[0]
         with torch.no_grad():
             out = net(torch.from_numpy(xb)).numpy()
+        _refuse_non_finite(ref, out)
         if not np.allclose(ref, out, rtol=EXPORT_RTOL, atol=EXPORT_ATOL):
             worst = max(worst, float(np.abs(ref - out).max()))
         disagree += int((ref.argmax(-1) != out.argmax(-1)).sum())

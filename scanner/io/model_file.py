@@ -31,6 +31,7 @@ class ParityResult:
     relative: float
     batch_sizes: list[int]
     passed: bool
+    non_finite: int = 0  # NaN/inf values in the torch output (onnxruntime's were all finite)
 
 
 @dataclass

@@ -221,13 +221,30 @@ def random_model_inputs(spec: InputSpec, batch: int, seed: int = 0) -> np.ndarra
     return x.astype(np.uint8 if spec.dtype == "uint8" else np.float32)
 
 
+def _non_finite(arr: np.ndarray) -> int:
+    return int(arr.size - np.isfinite(arr).sum())
+
+
 def check_parity(session, module: nn.Module, spec: InputSpec, batch: int = 4,
                  tol: float = PARITY_RTOL, seed: int = 0) -> ParityResult:
-    """Compare torch and onnxruntime on random inputs (also proves the batch size is dynamic)."""
+    """Compare torch and onnxruntime on random inputs (also proves the batch size is dynamic).
+
+    Raises when onnxruntime itself gives NaN/inf: then the model, not the conversion, is broken,
+    and blaming onnx2torch would send the user to the wrong fix.
+    """
     fixed = spec.fixed_batch
     b = batch * (fixed or 1) if fixed and fixed > 1 else batch
     x = random_model_inputs(spec, b, seed)
     ref = run_onnx(session, x, fixed)
+    bad_ref = _non_finite(ref)
+    if bad_ref:
+        lo, hi = spec.value_range
+        raise ModelImportError(
+            f"the model itself produces non-finite outputs (NaN or inf): onnxruntime returned "
+            f"{bad_ref} of {ref.size} non-finite values for {b} random inputs in "
+            f"[{lo:g}, {hi:g}]; no scan can judge such a model",
+            hint="check the model in onnxruntime directly; if it expects another value range, "
+                 "pass --value-range")
     with torch.no_grad():
         xt = torch.from_numpy(x)
         try:
@@ -238,21 +255,30 @@ def check_parity(session, module: nn.Module, spec: InputSpec, batch: int = 4,
                 hint="a fixed-batch export bakes the batch into ops the normaliser could not rewrite") from exc
     if out.shape != ref.shape:
         raise ModelImportError(f"imported model output shape {out.shape} != onnxruntime {ref.shape}")
-    diff = float(np.abs(out.astype(np.float64) - ref).max())
+    bad_out = _non_finite(out)
+    # NaN compares false with everything: count it as an infinite difference, never as a pass.
+    diff = float("inf") if bad_out else float(np.abs(out.astype(np.float64) - ref).max())
     scale = max(1.0, float(np.abs(ref).max()))
     return ParityResult(max_abs_diff=diff, logit_scale=scale, relative=diff / scale,
-                        batch_sizes=[b], passed=diff / scale <= tol)
+                        batch_sizes=[b], passed=diff / scale <= tol, non_finite=bad_out)
 
 
 def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+_CLASS_NAME_KEYS = ("classes", "class_names", "labels")
+
+
+def _class_names_key(meta: dict[str, str]) -> str | None:
+    return next((k for k in _CLASS_NAME_KEYS if k in meta), None)
+
+
 def _class_names(meta: dict[str, str]) -> list[str] | None:
     """Class names from metadata (``classes``/``labels``: JSON list or comma/newline separated)."""
     import json
 
-    for key in ("classes", "class_names", "labels"):
+    for key in _CLASS_NAME_KEYS:
         if key in meta:
             raw = meta[key].strip()
             try:
@@ -264,6 +290,62 @@ def _class_names(meta: dict[str, str]) -> list[str] | None:
             sep = "\n" if "\n" in raw else ","
             return [s.strip() for s in raw.split(sep) if s.strip()]
     return None
+
+
+def _parity_error(parity: ParityResult) -> ModelImportError:
+    hint = "this model uses an op that onnx2torch converts inexactly; the scan would not be trustworthy"
+    if parity.non_finite:
+        return ModelImportError(
+            f"imported model disagrees with onnxruntime: it returns {parity.non_finite} "
+            "non-finite value(s) (NaN or inf) where onnxruntime's are all finite", hint=hint)
+    return ModelImportError(
+        f"imported model disagrees with onnxruntime: max |delta| = {parity.max_abs_diff:.3g} "
+        f"at logit scale {parity.logit_scale:.3g} (relative {parity.relative:.2g} > {PARITY_RTOL:g})",
+        hint=hint)
+
+
+_SOFTMAX_OPS = ("Softmax", "LogSoftmax")
+
+
+def ends_in_softmax(model: onnx.ModelProto) -> str | None:
+    """The Softmax/LogSoftmax op that produces the first output, looking through Identity nodes."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    name = model.graph.output[0].name if model.graph.output else ""
+    for _ in range(4):  # a few Identity hops at most; exporters add one, not chains
+        node = producers.get(name)
+        if node is None:
+            return None
+        if node.op_type in _SOFTMAX_OPS:
+            return node.op_type
+        if node.op_type != "Identity":
+            return None
+        name = node.input[0]
+    return None
+
+
+def conversion_notes(model: onnx.ModelProto, spec: InputSpec, class_names_key: str | None
+                     ) -> list[str]:
+    """Sentences for the conversions the scanner applies around the graph (not inside it)."""
+    notes = []
+    if spec.layout == "NHWC":
+        how = ("as --layout says" if spec.sources.get("layout") == "flag"
+               else "as guessed from its input shape")
+        notes.append(
+            f"The model takes channels-last (NHWC) images {how}; the scanner transposes its NCHW "
+            "images before every call. If the guess is wrong, clean accuracy is low and the scan "
+            "is refused: pass --layout NCHW.")
+    op = ends_in_softmax(model)
+    if op is not None:
+        notes.append(
+            f"The model outputs probabilities (its graph ends in {op}): detection and repair use "
+            f"the logits before the {op}, and a repaired export keeps it. Nothing is lost, but "
+            "scores are on the logit scale, not the probabilities the model returns.")
+    if class_names_key is not None:
+        notes.append(
+            f"Class names come from the model's metadata key {class_names_key!r}; trusted class "
+            "folders without a labels file are matched to them by name, so a wrong list there "
+            "gives a wrong class map.")
+    return notes
 
 
 def load_onnx(path: Path, spec_overrides: dict | None = None, check: bool = True,
@@ -279,11 +361,14 @@ def load_onnx(path: Path, spec_overrides: dict | None = None, check: bool = True
     loaded_unsupported = unsupported_ops(normalized)
     module = convert(normalized)
     n_classes = _num_classes(raw)
+    names = _class_names(meta)
     loaded = LoadedModel(
         net=module, spec=spec, source=path,
         sha256=sha256_file(path, external_data_files(path)), format="onnx",
-        num_classes=n_classes or 0, class_names=_class_names(meta),
-        op_histogram=op_histogram(raw), unsupported_ops=loaded_unsupported, import_notes=list(report.changes),
+        num_classes=n_classes or 0, class_names=names,
+        op_histogram=op_histogram(raw), unsupported_ops=loaded_unsupported,
+        import_notes=[*report.changes,
+                      *conversion_notes(raw, spec, _class_names_key(meta) if names else None)],
         has_batchnorm=any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()),
         metadata=meta, onnx_opset=default_opset(raw))
     loaded.extra["normalized_onnx"] = normalized
@@ -291,10 +376,7 @@ def load_onnx(path: Path, spec_overrides: dict | None = None, check: bool = True
         parity = check_parity(onnx_session(path, device), module, spec)
         loaded.parity = parity
         if not parity.passed:
-            raise ModelImportError(
-                f"imported model disagrees with onnxruntime: max |delta| = {parity.max_abs_diff:.3g} "
-                f"at logit scale {parity.logit_scale:.3g} (relative {parity.relative:.2g} > {PARITY_RTOL:g})",
-                hint="this model uses an op that onnx2torch converts inexactly; the scan would not be trustworthy")
+            raise _parity_error(parity)
     if not loaded.num_classes:
         with torch.no_grad():
             loaded.num_classes = int(module(torch.from_numpy(random_model_inputs(spec, 1))).shape[-1])

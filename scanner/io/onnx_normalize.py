@@ -93,7 +93,8 @@ def fold_constants_and_identities(model: onnx.ModelProto, report: NormalizeRepor
         g.node.extend(keep)
         for o in g.output:  # outputs may reference renamed tensors only via kept nodes
             o.name = rename.get(o.name, o.name)
-        report.add(f"folded {n_const} Constant and {n_ident} Identity node(s) into initializers")
+        report.add(f"Folded {n_const} Constant and {n_ident} Identity node(s) into initializers "
+                   "so that onnx2torch can convert the graph; the computation is unchanged.")
     _drop_initializers_from_inputs(model)
 
 
@@ -120,7 +121,9 @@ def downconvert_opset(model: onnx.ModelProto, report: NormalizeReport,
         raise ModelImportError(
             f"cannot down-convert ONNX opset {opset} to {target}: {exc}",
             hint="re-export the model with opset_version<=17") from exc
-    report.add(f"down-converted opset {opset} -> {target}")
+    report.add(f"Down-converted ONNX opset {opset} -> {target} (the newest onnx2torch "
+               "converts); the parity check against onnxruntime on the original file verifies "
+               "that the numbers did not change.")
     return converted
 
 
@@ -142,7 +145,8 @@ def fix_reshape_allowzero(model: onnx.ModelProto, report: NormalizeReport) -> No
         node.attribute.remove(attrs[0])
         n += 1
     if n:
-        report.add(f"removed allowzero=1 from {n} Reshape node(s) (shapes contain no zero)")
+        report.add(f"Removed allowzero=1 from {n} Reshape node(s) whose shapes contain no zero, "
+                   "where it means exactly the same; the computation is unchanged.")
 
 
 def make_batch_dynamic(model: onnx.ModelProto, report: NormalizeReport) -> None:
@@ -189,7 +193,10 @@ def make_batch_dynamic(model: onnx.ModelProto, report: NormalizeReport) -> None:
             d[0].Clear()
             d[0].dim_param = BATCH_DIM_NAME
     del g.value_info[:]  # stale static shapes would contradict the dynamic batch
-    report.add(f"made the fixed batch size {batch} dynamic ({n} Reshape constant(s) rewritten)")
+    report.add(f"The model was exported with a fixed batch size {batch}; the batch dimension "
+               f"was made dynamic ({n} Reshape constant(s) rewritten) so the scanner can run "
+               "larger batches. A batch size baked in elsewhere would break this, which the "
+               "parity check at a larger batch catches.")
 
 
 def normalize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, NormalizeReport]:

@@ -86,7 +86,8 @@ def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None =
                      mean=overrides.get("mean"), std=overrides.get("std"), fixed_batch=None,
                      sources={"layout": "arch", "size": "flag" if "size" in overrides else "arch",
                               "mean/std": "flag" if overrides.get("mean") else "none"})
-    notes = [f"stripped key prefix {p!r}" for p in stripped]
+    notes = [f"Stripped the key prefix {p!r} (added by a DataParallel or torch.compile "
+             "wrapper) from every weight name; the weights are unchanged." for p in stripped]
     return LoadedModel(net=model.eval(), spec=spec, source=path, sha256=sha256_file(path),
                        format="safetensors", num_classes=num_classes, arch=arch,
                        import_notes=notes,

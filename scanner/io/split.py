@@ -151,6 +151,9 @@ def verify_split(model: nn.Module, split: FeatureSplit, x: torch.Tensor,
         if split.outputs_probabilities:
             out = torch.softmax(out, dim=-1)
         err = float((out - ref).abs().max())
+    if not bool(torch.isfinite(ref).all()):  # NaN compares false below and would pass the check
+        raise ModelImportError("the model itself produces non-finite outputs (NaN or inf) on "
+                               "random inputs in its value range; no scan can judge it")
     scale = max(1.0, float(ref.abs().max()))
     if err > atol * scale * 10:
         raise ModelImportError(f"feature/head split changed the output (max |delta| = {err:.3g})")

@@ -1,7 +1,7 @@
 """Soft Latent Orthogonalization Loss (SLOL) and the parameter distance of Pivotal Tuning.
 
-Both SLOL forms are vectorised through Gram matrices, so cost is O(K^2 + K*D) for the K classes
-present in a batch, with no Python loop over class pairs.
+SLOL is vectorised through Gram matrices, so cost is O(K^2 + K*D) for the K classes present in a
+batch, with no Python loop over class pairs.
 """
 
 from __future__ import annotations
@@ -52,26 +52,17 @@ def slol_paper(pivot_centroids: Tensor, tuned_centroids: Tensor) -> tuple[Tensor
     return pairwise_cosine_sum(tuned_centroids), direction_cosine_sum(pivot_centroids, tuned_centroids)
 
 
-def slol_code(pivot_centroids: Tensor, tuned_centroids: Tensor) -> tuple[Tensor, Tensor]:
-    """Authors' code: Frobenius norm of the off-diagonal of C^T C / K, and the same signed term B."""
-    k = tuned_centroids.shape[0]
-    cov = tuned_centroids.T @ tuned_centroids / k
-    off = cov - torch.diag_embed(cov.diagonal())
-    return off.norm(), direction_cosine_sum(pivot_centroids, tuned_centroids)
-
-
 def parameter_distance(tuned: nn.Module, pivot: nn.Module) -> Tensor:
     """Sum of squared parameter differences divided by the number of parameters (authors' code).
 
-    Parameters are matched by name; ones the pivot lacks (e.g. BatchNorm re-inserted for tuning,
-    which starts as the identity) are not part of the distance.
+    Parameters are matched by name, so ``tuned`` must be a copy of ``pivot``'s structure.
     """
     total, count = None, 0
     pivot_params = dict(pivot.named_parameters())
     for name, pt in tuned.named_parameters():
         pp = pivot_params.get(name)
         if pp is None:
-            continue
+            raise ValueError(f"parameter {name!r} of the tuned model is not in the pivot")
         d = (pt - pp.detach()).pow(2).sum()
         total = d if total is None else total + d
         count += pt.numel()

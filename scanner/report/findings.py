@@ -8,6 +8,7 @@ change meaning; new situations get new ids.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from scanner.report import view
@@ -92,8 +93,20 @@ class Finding:
         return "; ".join(parts)
 
 
+def _sentence(text: str) -> str:
+    """``text`` as a sentence: capitalised when it starts with a plain lowercase word, one period.
+
+    Why the care: reasons are written as clauses ("the sensitivity canary was not detected...")
+    and follow another sentence here; identifiers such as ``mask_outlier`` keep their case.
+    """
+    text = str(text).strip().rstrip(".")
+    if re.match(r"[a-z]+\b(?![_.])", text):
+        text = text[0].upper() + text[1:]
+    return text + "."
+
+
 def _reasons(result: dict) -> str:
-    return " ".join(str(r).rstrip(".") + "." for r in result.get("reasons") or [])
+    return " ".join(_sentence(r) for r in result.get("reasons") or [])
 
 
 def _backdoor_message(result: dict) -> str:

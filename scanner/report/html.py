@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from scanner.report import view
 from scanner.report.findings import findings
+from scanner.report.images import ExamplePngs
 from scanner.report.svg import FLAG_RED, Bar, Series, bar_chart, line_chart
 
 MAX_TRIGGERS = 60  # beyond this, show the flagged and highest-scoring classes only
@@ -56,6 +57,13 @@ h2{font-size:17px;margin:0 0 12px;color:#37474f}
  background:#000;border-radius:3px}
 .trigger .noimg{width:128px;height:128px;margin:0 auto 6px;display:flex;align-items:center;
  justify-content:center;color:#90a4ae;background:#eceff1;border-radius:3px;font-size:12px}
+.grid.examples{grid-template-columns:repeat(auto-fill,minmax(300px,1fr))}
+.pair{display:flex;gap:10px;justify-content:center;margin:4px 0 6px}
+.pair figure{margin:0;flex:0 1 128px;min-width:0}
+.pair img{width:128px;max-width:100%;height:auto;display:block;margin:0 auto 4px;
+ border-radius:3px;image-rendering:crisp-edges;image-rendering:pixelated}
+.pair figcaption{font-size:12px;color:#546e7a;word-break:break-word}
+.pair figcaption b{color:#263238}.pair .flip b{color:#c62828}
 .trigger .name{font-weight:600;word-break:break-word}
 .trigger .score{font-size:12px;color:#546e7a}
 .trigger.flagged{border:4px solid #d32f2f;background:#fff5f5;padding:6px}
@@ -159,36 +167,72 @@ def _reasons(result: dict) -> str:
             + "</ul></section>")
 
 
-def _triggers(result: dict, pngs: Mapping[int, bytes]) -> str:
-    if not pngs:  # no pictures: the score chart below already shows every class
+def _shown_classes(result: dict, classes: list, rows: dict) -> tuple[list, str]:
+    """At most MAX_TRIGGERS classes (flagged and highest scores first), and a note if cut."""
+    if len(classes) <= MAX_TRIGGERS:
+        return classes, ""
+    flagged = set(view.flagged(result))
+
+    def key(c):
+        s = rows.get(c, {}).get("score")
+        return (c in flagged, s if view.is_number(s) else float("-inf"))
+    keep = set(sorted(classes, key=key, reverse=True)[:MAX_TRIGGERS])
+    note = (f'<p class="muted">Showing {MAX_TRIGGERS} of {len(classes)} classes (flagged and '
+            "highest scores); all triggers are in the triggers/ folder.</p>")
+    return [c for c in classes if c in keep], note
+
+
+def _example_pair(result: dict, ex: ExamplePngs) -> str:
+    """Before/after images side by side, each captioned with the model's prediction."""
+    target = _e(view.class_label(result, ex.cls))
+    flip = ' class="flip"' if ex.pred_after == ex.cls != ex.pred_before else ""
+    return ('<div class="pair">'
+            f'<figure><img src="{_data_uri(ex.before)}" alt="trusted image without the trigger">'
+            f'<figcaption>before: <b>{_e(view.class_label(result, ex.pred_before))}</b>'
+            "</figcaption></figure>"
+            f'<figure{flip}><img src="{_data_uri(ex.after)}" alt="the same image with the '
+            f'reversed trigger for class {target}"><figcaption>with trigger: '
+            f"<b>{_e(view.class_label(result, ex.pred_after))}</b></figcaption></figure></div>")
+
+
+def _trigger_card(result: dict, c, row: dict, pngs: Mapping[int, bytes],
+                  examples: Mapping[int, ExamplePngs]) -> str:
+    is_flag = c in set(view.flagged(result))
+    if c in examples:
+        body = _example_pair(result, examples[c])
+    elif c in pngs:
+        body = (f'<img src="{_data_uri(pngs[c])}" alt="reversed trigger for class '
+                f'{_e(view.class_label(result, c))}">')
+    else:
+        body = '<div class="noimg">no image</div>'
+    name = f'<div class="name">{_e(view.class_label(result, c))}</div>'
+    score = (f'<div class="score">score {_e(view.fmt(row.get("score")))} · L1 '
+             f'{_e(view.fmt(row.get("trigger_l1"), 1))}</div>')
+    # examples read top-down (class, then what its trigger does); a bare trigger keeps its
+    # picture first, as before
+    inner = name + body + score if c in examples else body + name + score
+    return (f'<div class="trigger{" flagged" if is_flag else ""}">'
+            + ('<span class="badge">flagged</span>' if is_flag else "") + inner + "</div>")
+
+
+def _triggers(result: dict, pngs: Mapping[int, bytes],
+              examples: Mapping[int, ExamplePngs] | None = None) -> str:
+    examples = examples or {}
+    if not pngs and not examples:  # no pictures: the score chart below already shows every class
         return ""
     rows = {r.get("cls"): r for r in view.per_class(result)}
-    classes = sorted(set(rows) | set(pngs), key=lambda c: (c is None, c))
-    flagged = set(view.flagged(result))
-    note = ""
-    if len(classes) > MAX_TRIGGERS:
-        def key(c):
-            s = rows.get(c, {}).get("score")
-            return (c in flagged, s if view.is_number(s) else float("-inf"))
-        keep = set(sorted(classes, key=key, reverse=True)[:MAX_TRIGGERS])
-        note = (f'<p class="muted">Showing {MAX_TRIGGERS} of {len(classes)} classes (flagged and '
-                "highest scores); all triggers are in the triggers/ folder.</p>")
-        classes = [c for c in classes if c in keep]
-    cards = []
-    for c in classes:
-        r = rows.get(c, {})
-        is_flag = c in flagged
-        img = (f'<img src="{_data_uri(pngs[c])}" alt="reversed trigger for class '
-               f'{_e(view.class_label(result, c))}">' if c in pngs
-               else '<div class="noimg">no image</div>')
-        cards.append(f'<div class="trigger{" flagged" if is_flag else ""}">'
-                     + ('<span class="badge">flagged</span>' if is_flag else "")
-                     + f'{img}<div class="name">{_e(view.class_label(result, c))}</div>'
-                     f'<div class="score">score {_e(view.fmt(r.get("score")))} · L1 '
-                     f'{_e(view.fmt(r.get("trigger_l1"), 1))}</div></div>')
+    classes = sorted(set(rows) | set(pngs) | set(examples), key=lambda c: (c is None, c))
+    classes, note = _shown_classes(result, classes, rows)
+    cards = "".join(_trigger_card(result, c, rows.get(c, {}), pngs, examples) for c in classes)
+    if examples:
+        return ("<section><h2>Reversed triggers on a trusted image</h2><p class=\"muted\">Each "
+                "class's reversed trigger stamped on a trusted image, with the model's prediction "
+                "before and after: a backdoor's trigger is typically a small, crisp patch that "
+                f"turns the prediction into its class.</p>{note}<div class=\"grid examples\">"
+                f"{cards}</div></section>")
     return ("<section><h2>Reversed triggers</h2><p class=\"muted\">What the detector found "
             "could force each class: a backdoor's trigger is typically small and crisp, a clean "
-            f"class's is diffuse.</p>{note}<div class=\"grid\">{''.join(cards)}</div></section>")
+            f"class's is diffuse.</p>{note}<div class=\"grid\">{cards}</div></section>")
 
 
 def _scores(result: dict) -> str:
@@ -322,12 +366,18 @@ def _settings(result: dict) -> str:
             "<section><h2>Timings and data</h2>" + _kv(trows) + "</section></div>")
 
 
-def to_html(result: dict, pngs: Mapping[int, bytes] | None = None) -> str:
-    """The HTML report for one scan result; ``pngs`` maps class index to trigger PNG bytes."""
+def to_html(result: dict, pngs: Mapping[int, bytes] | None = None,
+            examples: Mapping[int, ExamplePngs] | None = None) -> str:
+    """The HTML report for one scan result.
+
+    ``pngs`` maps class index to trigger PNG bytes; ``examples`` (from
+    :func:`scanner.report.images.example_pngs`) maps class index to the trigger stamped on a
+    trusted image, shown instead of the bare trigger where present.
+    """
     pngs = pngs or {}
     body = "".join([
         _header(result), "<main>", _cards(result), _findings(result), _reasons(result),
-        _triggers(result, pngs), _scores(result), _repair(result), _canary(result),
+        _triggers(result, pngs, examples), _scores(result), _repair(result), _canary(result),
         _waivers(result), _settings(result),
         f"<footer>backdoor-scanner {_e(result.get('tool_version', ''))} · this report renders "
         "the scan result; it computes nothing</footer>", "</main>"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from scanner.pipeline import InspectResult, ScanResult
+from scanner.scan.results import InspectResult, ScanResult
 
 
 def render_inspect(res: InspectResult, console: Console) -> None:
@@ -42,9 +42,45 @@ def render_inspect(res: InspectResult, console: Console) -> None:
         tr = res.trusted
         t.add_row("trusted data", f"{tr['images']} images from {tr['source']}")
         for note in tr["notes"]:
-            t.add_row("", note)
+            t.add_row("data", note)
         t.add_row("clean accuracy", f"{tr['clean_accuracy']:.3f} on the trusted data")
     console.print(t)
+
+
+def _print_notes(console: Console, model: dict | None, trusted: dict | None) -> None:
+    """What the loader converted, model side then data side.
+
+    Why always shown: each conversion (layout, colour, size, class map) can make a clean model
+    look broken or hide a trigger; a reviewer of a verdict must be able to see them.
+    """
+    for note in (model or {}).get("import_notes") or []:
+        console.print(f"  model: {note}", highlight=False)
+    for note in (trusted or {}).get("notes") or []:
+        console.print(f"  data: {note}", highlight=False)
+
+
+def _per_class_table(det: dict, names: list[str]) -> Table:
+    """Per-class scores; the "ASR repaired" column only when some class has a value.
+
+    Why: methods without a repair (mask, nc) leave it empty, and a column of dashes reads as
+    "the repair failed everywhere".
+    """
+    rows = det["per_class"]
+    repaired = any(s.get("asr_tuned") is not None for s in rows)
+    t = Table(title=f"{det['method']} per-class scores (model score {det['model_score']:.3f})",
+              title_justify="left")
+    cols = ["class", "score", "ASR suspect"] + (["ASR repaired"] if repaired else []) \
+        + ["trigger L1", "flag"]
+    for col in cols:
+        t.add_column(col, justify="right" if col != "class" else "left")
+    for s in rows:
+        name = f"{s['cls']} {names[s['cls']]}" if s["cls"] < len(names) else str(s["cls"])
+        cells = [name, f"{s['score']:.3f}", f"{s['asr_pivot']:.2f}"]
+        if repaired:
+            cells.append("-" if s.get("asr_tuned") is None else f"{s['asr_tuned']:.2f}")
+        cells += [f"{s['trigger_l1']:.1f}", "FLAG" if s["cls"] in det["flagged"] else ""]
+        t.add_row(*cells)
+    return t
 
 
 def _fmt(v) -> str:
@@ -61,19 +97,10 @@ def render_scan(res: ScanResult, console: Console) -> None:
         console.print(f"  - {r}", highlight=False)
     console.print(f"  sha256 {res.model['sha256']}; {res.trusted['images']} trusted images, clean "
                   f"accuracy {res.trusted['clean_accuracy']:.3f}", highlight=False)
+    _print_notes(console, res.model, res.trusted)
     det = res.detection
     if det:
-        names = res.model.get("class_names") or []
-        t = Table(title=f"{det['method']} per-class scores (model score {det['model_score']:.3f})",
-                  title_justify="left")
-        for col in ("class", "score", "ASR suspect", "ASR repaired", "trigger L1", "flag"):
-            t.add_column(col, justify="right" if col != "class" else "left")
-        for s in det["per_class"]:
-            name = f"{s['cls']} {names[s['cls']]}" if s["cls"] < len(names) else str(s["cls"])
-            t.add_row(name, f"{s['score']:.3f}", f"{s['asr_pivot']:.2f}",
-                      "-" if s["asr_tuned"] is None else f"{s['asr_tuned']:.2f}",
-                      f"{s['trigger_l1']:.1f}", "FLAG" if s["cls"] in det["flagged"] else "")
-        console.print(t)
+        console.print(_per_class_table(det, res.model.get("class_names") or []))
     if res.repair:
         r = res.repair
         console.print(f"  repair: held-out accuracy {r['pivot_cda']:.3f} -> {r['best_cda']:.3f} "
@@ -85,9 +112,9 @@ def render_scan(res: ScanResult, console: Console) -> None:
                       + (f" score {c['model_score']:.3f}" if "model_score" in c else ""),
                       highlight=False)
     tm = ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items())
-    console.print(f"  timings (s): {tm}; budget {res.settings.budget_level} on {res.settings.device}"
-                  f", {res.settings.precision} loops"
-                  + (", canary beside the detection" if res.settings.canary_parallel else ""),
+    console.print(f"  timings (s): {tm}; budget {res.request.budget_level} on {res.request.device}"
+                  f", {res.request.precision} loops"
+                  + (", canary beside the detection" if res.run.get("canary_parallel") else ""),
                   highlight=False)
 
 
@@ -101,6 +128,7 @@ def render_repair(res, console: Console) -> None:
                   f"{res.model['path']} ({res.defense})")
     for r in res.reasons:
         console.print(f"  - {r}", highlight=False)
+    _print_notes(console, res.model, res.trusted)
     if res.repair:
         r = res.repair
         console.print(f"  held-out clean accuracy {r['pivot_cda']:.3f} -> {r['best_cda']:.3f} "

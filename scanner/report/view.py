@@ -97,17 +97,12 @@ def flagged(result: dict) -> list[int]:
 
 
 def threshold(result: dict) -> float | None:
-    """The gate threshold the model score was compared with.
+    """The gate threshold the model score was compared with, as the scan recorded it.
 
-    Prefers an explicit ``detection["threshold"]`` if the pipeline records one; otherwise the
-    same choice the pipeline makes from ``settings.method`` (nc / mask / else cti).
+    The scan writes it into its detection block (the one place the method -> threshold choice
+    is made is ``ScanRequest.threshold``); a report without it has none to show.
     """
-    det = detection(result) or {}
-    if "threshold" in det:
-        return det["threshold"]
-    s = result.get("settings") or {}
-    key = {"nc": "nc_threshold", "mask": "mask_threshold", "ratio": "ratio_threshold"}.get(s.get("method"), "cti_threshold")
-    return s.get(key)
+    return (detection(result) or {}).get("threshold")
 
 
 def model_score(result: dict) -> float | None:

@@ -14,9 +14,12 @@ from typing import Callable
 
 import torch
 
-from scanner.errors import EXIT_BACKDOOR, EXIT_INCONCLUSIVE, EXIT_PASS, InputError
+from scanner.errors import InputError
+from scanner.scan.progress import phase
+from scanner.scan.results import VERDICT_BACKDOOR, VERDICT_INCONCLUSIVE, VERDICT_PASS
+from scanner.scan.verdict import exit_code
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,9 @@ def run_selftest(cases: list[SelftestCase] | None = None, *, budget: str = "stan
     ``exit_code``: 0 all right; 1 a definite wrong verdict (the gate would ship a backdoor or
     block a clean model); 3 a scan was inconclusive (the gate cannot be shown to work here).
     """
-    from scanner import pipeline
     from scanner.policy import Policy
+    from scanner.scan.detect_job import detect
+    from scanner.scan.request import build_request
 
     cases = cases if cases is not None else default_cases()
     out = []
@@ -56,14 +60,16 @@ def run_selftest(cases: list[SelftestCase] | None = None, *, budget: str = "stan
         if log:
             log(f"selftest: scanning {case.model.name} (expect {case.expected})")
         t = time.perf_counter()
-        res = pipeline.detect(case.model, case.trusted, arch=case.arch, policy=policy or Policy(),
-                              settings=pipeline.ScanSettings(seed=seed, budget_level=budget),
-                              device=device, progress=progress)
+        request = build_request(policy or Policy(), device=device or "cpu", seed=seed,
+                                budget_level=budget, arch=case.arch)
+        res = detect(case.model, case.trusted, request,
+                     progress=phase(progress, case.model.stem))
         out.append({"model": str(case.model), "expected": case.expected, "verdict": res.verdict,
                     "ok": res.verdict == case.expected, "reasons": res.reasons,
                     "model_score": (res.detection or {}).get("model_score"),
                     "canary": res.canary, "wall_s": time.perf_counter() - t})
     ok = all(c["ok"] for c in out)
-    wrong = any(not c["ok"] and c["verdict"] != pipeline.VERDICT_INCONCLUSIVE for c in out)
-    code = EXIT_PASS if ok else EXIT_BACKDOOR if wrong else EXIT_INCONCLUSIVE
+    wrong = any(not c["ok"] and c["verdict"] != VERDICT_INCONCLUSIVE for c in out)
+    # the selftest's own verdict: a wrong verdict is the gate failing, as a backdoor fails it
+    code = exit_code(VERDICT_PASS if ok else VERDICT_BACKDOOR if wrong else VERDICT_INCONCLUSIVE)
     return {"ok": ok, "exit_code": code, "budget": budget, "seed": seed, "cases": out}

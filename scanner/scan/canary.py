@@ -1,4 +1,4 @@
-"""Sensitivity canary: prove the scan could have seen a backdoor before trusting a "pass".
+"""Sensitivity canary: prove the scan could have seen a backdoor before trusting a \"pass\".
 
 The defender may always poison its own copy (paper Sec. 5.3): a copy of the suspect model gets a
 known patch backdoor by a short fine-tune on the trusted data, and the same detection runs on it
@@ -27,7 +27,10 @@ from torch import Tensor
 
 from scanner.classifier import SplitClassifier, predict
 from scanner.defenses.base import augment_batch
+from scanner.errors import InputError
 from scanner.ops.metrics import accuracy, attack_success_rate, within_drop
+from scanner.scan.progress import phase
+from scanner.scan.request import ScanRequest
 
 
 @dataclass
@@ -39,7 +42,6 @@ class CanaryConfig:
     lr: float = 1e-3
     min_asr: float = 0.9  # implant counts only when it actually took
     stop_asr: float = 0.95  # stop early once the implant is this strong
-    copies: bool = False  # poisoned copies + separate loss term instead of a mixed batch
     # The canary tests the detector's sensitivity, not the repair: it may cost accuracy, as long
     # as it stays a working classifier (imported CIFAR models lost 0.1-0.3 in our probes).
     max_cda_drop: float = 0.3
@@ -109,15 +111,11 @@ def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_hel
         k = max(1, int(cfg.poison_frac * len(idx)))
         canary.train()
         canary.set_bn_eval()
-        # Stamp after augmentation (a crop would move the patch) and relabel.
-        if cfg.copies:  # poisoned copies beside an intact clean batch, two loss terms
-            xp = stamp_canary(xb[:k], patch)
-            loss = F.cross_entropy(canary(xb.to(device)), yb.to(device)) + F.cross_entropy(
-                canary(xp.to(device)), torch.full((k,), target, device=device))
-        else:  # one mixed batch, as a poisoned training set would give
-            xb[:k] = stamp_canary(xb[:k], patch)
-            yb[:k] = target
-            loss = F.cross_entropy(canary(xb.to(device)), yb.to(device))
+        # One mixed batch, as a poisoned training set would give; stamped after augmentation
+        # (a crop would move the patch).
+        xb[:k] = stamp_canary(xb[:k], patch)
+        yb[:k] = target
+        loss = F.cross_entropy(canary(xb.to(device)), yb.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -134,3 +132,64 @@ def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_hel
     notes = [] if ok else [f"canary implant did not take (ASR {asr:.2f}, CDA {cda:.2f} vs {pivot_cda:.2f})"]
     return CanaryImplant(canary, target, asr, cda, pivot_cda, step, ok, notes,
                          time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- orchestration
+
+def canary_in_parallel(model, request: ScanRequest) -> bool:
+    """Run the canary beside the main detection instead of after it?
+
+    Only on a CPU with at least two torch threads (each loop then gets half), only when the
+    canary re-scans every class (scope "target" needs the main scan's values first), and only for
+    models without dropout: both loops would draw from torch's one global generator, and the
+    interleaving would make a seeded scan unrepeatable. The price: a model that is flagged pays
+    for a canary it did not need, on half the cores.
+    """
+    if request.canary_mode == "sequential" or not request.canary:
+        return False
+    ok = (request.torch_device.type == "cpu" and torch.get_num_threads() >= 2
+          and request.canary_scope == "all"
+          and not any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in model.modules()))
+    if request.canary_mode == "parallel" and not ok:
+        raise InputError("--canary-mode parallel needs a CPU with at least two threads, canary "
+                         "scope \"all\" and a model without dropout",
+                         hint="use --canary-mode auto")
+    return ok
+
+
+def run_canary(model, split, num_classes: int, request: ScanRequest, progress, reference,
+               check=None) -> tuple[dict, float]:
+    """Implant the canary into a copy of ``model`` and run the same detection on it.
+
+    ``reference``: the main detection, needed only for scope "target". ``check``: raises when a
+    speculative canary is no longer wanted. Returns (the report's canary record, seconds).
+    """
+    from scanner.scan.detect_job import loops, run_detection
+    from scanner.scan.verdict import all_finite, is_flagged
+
+    t = time.perf_counter()
+    if check is not None:
+        check()
+    with loops(request):
+        implant = implant_canary(model, split.tune.x, split.tune.y, split.held.x, split.held.y,
+                                 num_classes, CanaryConfig(steps=request.budget.canary_steps,
+                                                           seed=request.seed),
+                                 device=request.torch_device)
+    canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
+              "implanted": implant.ok, "notes": implant.notes, "scope": request.canary_scope}
+    if not implant.ok:
+        canary["detected"] = False
+        return canary, time.perf_counter() - t
+    only = ({"classes": [implant.target], "reference": reference}
+            if request.canary_scope == "target" else {})
+    report = phase(progress, "canary")
+    if check is not None:
+        def report(step, total, info, _inner=report):  # noqa: E306 - a checked progress
+            check()
+            if _inner is not None:
+                _inner(step, total, info)
+    cdet, _ = run_detection(implant.model, split, num_classes, request, report, **only)
+    # Detected means: flagged, and flagged for the class the canary actually targets.
+    hit = all_finite(cdet) and is_flagged(cdet, request) and cdet.top_class == implant.target
+    canary.update({"model_score": cdet.model_score, "top_class": cdet.top_class, "detected": hit})
+    return canary, time.perf_counter() - t

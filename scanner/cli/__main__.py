@@ -1,0 +1,5 @@
+"""``python -m scanner.cli``."""
+
+from scanner.cli import run
+
+run()
