@@ -11,7 +11,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 
 from scanner.errors import EXIT_BACKDOOR, EXIT_PASS
-from scanner.policy import Policy, evaluate_waivers
+from scanner.policy import Policy
+from scanner.waivers import evaluate_waivers
 
 VERDICT_RULE = {"backdoor": "BDS001", "inconclusive": "BDS002"}
 

@@ -14,13 +14,13 @@ built-in defaults.
 
 from __future__ import annotations
 
-import datetime as _dt
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from scanner.budget import LEVELS, Budget, default_budget
 from scanner.errors import InputError
+from scanner.waivers import RULES, WAIVABLE, Waiver, parse_waivers
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,34 +84,6 @@ class RepairPolicy:
     defense: str = _f("pivotal", "Repair method for `scan repair`: pivotal (Pivotal Tuning), or a "
                       "baseline: fine_pruning, nad, weight_decay, nc_repair.",
                       choices=tuple(list_defenses()))
-
-
-RULES = {
-    # stable ids used by SARIF, JUnit and waivers
-    "BDS001": "backdoor-suspected",
-    "BDS002": "scan-inconclusive",
-    "BDS003": "canary-not-detected",
-}
-WAIVABLE = ("BDS001",)
-
-
-@dataclass(frozen=True)
-class Waiver:
-    """An accepted finding: this model (by sha256), this rule, why, and until when."""
-
-    sha256: str
-    rule: str  # rule id, e.g. BDS001
-    reason: str
-    expires: _dt.date
-
-    def status(self, sha256: str, rule: str, today: _dt.date) -> str:
-        if self.sha256 != sha256.lower() or self.rule != rule:
-            return "not-applicable"
-        return "expired" if today > self.expires else "applied"
-
-    def to_dict(self) -> dict:
-        return {"sha256": self.sha256, "rule": self.rule, "rule_name": RULES[self.rule],
-                "reason": self.reason, "expires": self.expires.isoformat()}
 
 
 @dataclass
@@ -181,53 +153,6 @@ def _budgets(data: dict, src: str) -> dict[tuple[str, str], dict[str, int]]:
     return out
 
 
-def _rule_id(v, src: str, i: int) -> str:
-    names = {n: i for i, n in RULES.items()}
-    rid = v if v in RULES else names.get(v)
-    if rid is None:
-        raise InputError(f"{src}: waivers[{i}].rule {v!r} is not a rule",
-                         hint="rules: " + ", ".join(f"{k} ({n})" for k, n in RULES.items()))
-    if rid not in WAIVABLE:
-        raise InputError(f"{src}: waivers[{i}].rule {v!r} cannot be waived: a scan that could not "
-                         "judge the model is never turned into a pass")
-    return rid
-
-
-def _waivers(data, src: str) -> list[Waiver]:
-    if not isinstance(data, list):
-        raise InputError(f"{src}: waivers must be an array of tables ([[waivers]])")
-    out = []
-    for i, w in enumerate(data):
-        if not isinstance(w, dict):
-            raise InputError(f"{src}: waivers[{i}] must be a table")
-        unknown = set(w) - {"sha256", "rule", "reason", "expires"}
-        if unknown:
-            raise InputError(f"{src}: unknown key 'waivers[{i}].{sorted(unknown)[0]}'",
-                             hint="known: sha256, rule, reason, expires")
-        for k in ("sha256", "rule", "reason", "expires"):
-            if k not in w:
-                raise InputError(f"{src}: waivers[{i}] needs {k!r}")
-        sha = w["sha256"]
-        if not (isinstance(sha, str) and len(sha) == 64
-                and all(c in "0123456789abcdef" for c in sha.lower())):
-            raise InputError(f"{src}: waivers[{i}].sha256 must be 64 hex digits, got {sha!r}")
-        if not isinstance(w["reason"], str) or not w["reason"].strip():
-            raise InputError(f"{src}: waivers[{i}].reason must be a non-empty string")
-        exp = w["expires"]
-        if isinstance(exp, str):
-            try:
-                exp = _dt.date.fromisoformat(exp)
-            except ValueError:
-                exp = None
-        if isinstance(exp, _dt.datetime):
-            exp = exp.date()
-        if not isinstance(exp, _dt.date):
-            raise InputError(f"{src}: waivers[{i}].expires must be a date (YYYY-MM-DD), "
-                             f"got {w['expires']!r}")
-        out.append(Waiver(sha.lower(), _rule_id(w["rule"], src, i), w["reason"].strip(), exp))
-    return out
-
-
 def _repair_params(data, defense: str, src: str) -> dict:
     """Validate ``[repair.params]`` against the chosen defense's config, so a typo fails at load."""
     from scanner.defenses.registry import check_tunable, make_config
@@ -263,7 +188,7 @@ def policy_from_dict(data: dict, src: str = "config") -> Policy:
               for name, cls in sections.items()}
     return Policy(**parsed, repair_params=_repair_params(params, parsed["repair"].defense, src),
                   budget=_budgets(data.get("budget", {}), src),
-                  waivers=_waivers(data.get("waivers", []), src), source=src)
+                  waivers=parse_waivers(data.get("waivers", []), src), source=src)
 
 
 def _read_toml(p: Path) -> dict:
@@ -350,15 +275,3 @@ def render_policy_template() -> str:
               '# rule = "BDS001"', '# reason = "known watermark, ticket SEC-123"',
               "# expires = 2027-01-31", ""]
     return "\n".join(lines)
-
-
-def evaluate_waivers(waivers: list[Waiver], sha256: str, rule: str,
-                     today: _dt.date | None = None) -> list[dict]:
-    """Every waiver that names this model and rule, with its status (applied or expired)."""
-    today = today or _dt.date.today()
-    out = []
-    for w in waivers:
-        st = w.status(sha256, rule, today)
-        if st != "not-applicable":
-            out.append({**w.to_dict(), "status": st})
-    return out

@@ -23,7 +23,6 @@ from scanner.defenses.nc_repair import NCRepairConfig, choose_class, nc_repair
 from scanner.defenses.registry import (DEFENSES, canonical_name, get_defense, list_defenses,
                                        make_config, run_defense)
 from scanner.detectors.inversion import InversionConfig, TriggerSet
-from scanner.detectors.neural_cleanse import NCConfig
 from scanner.detectors.result import ClassScore, DetectionResult
 from scanner.errors import InputError
 from scanner.io.spec import InputSpec
@@ -119,8 +118,8 @@ def fresh(tiny) -> SplitClassifier:
     return tiny[0].clone()
 
 
-FAST_NC = NCConfig(InversionConfig(form="mask", steps=10, batch_size=16, lr=0.1, init_cost=2e-2))
-FAST = {"nad": {"teacher_steps": 4}, "nc_repair": {"detector": FAST_NC}}
+FAST_NC = InversionConfig(form="mask", steps=10, batch_size=16, lr=0.1, init_cost=2e-2)
+FAST = {"nad": {"teacher_steps": 4}, "nc_repair": {"inversion": FAST_NC}}
 
 
 def _cfg(name: str, **kw):

@@ -12,6 +12,7 @@ from scanner.classifier import SplitClassifier, predict
 from scanner.detectors.inversion import InversionConfig, ce_rows, frozen, invert_triggers
 from scanner.io.data import TrustedData
 from scanner.io.spec import InputSpec
+from scanner.io.trusted_split import TrustedSplit
 from scanner.models import build_model
 from scanner.ops.metrics import accuracy, attack_success_rate
 
@@ -66,13 +67,12 @@ def test_additive_trigger_is_bounded():
 
 
 def test_neural_cleanse_finds_the_real_target(badnets_digits, digits):
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.detectors.neural_cleanse import NCDetector
 
     net, _ = badnets_digits
     _, _, tune, held = digits
     model = SplitClassifier(net, InputSpec())
-    res = nc_detect(model, tune.x, tune.y, held.x, held.y, 10,
-                    NCConfig(InversionConfig(steps=100, batch_size=24)))
+    res = NCDetector(InversionConfig(steps=100, batch_size=24))(model, TrustedSplit(tune, held), 10)
     assert res.top_class == 0 and 0 in res.flagged
     l1 = {s.cls: s.trigger_l1 for s in res.per_class}
     assert l1[0] < 0.25 * float(np.median(list(l1.values())))
@@ -163,25 +163,24 @@ def test_subset_scan_splices_into_the_reference(badnets_digits, digits):
     """The canary's "target" scope: inverting one class and splicing it into a full scan of the
     same model reproduces the full scan (per-class seeds and batches do not depend on which
     classes run together)."""
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.detectors.neural_cleanse import MaskDetector
 
     net, _ = badnets_digits
     _, _, tune, held = digits
-    model = SplitClassifier(net, InputSpec())
-    cfg = NCConfig(InversionConfig(steps=20, batch_size=8), statistic="log_mad")
-    full = nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg)
-    part = nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[3], reference=full)
+    model, split = SplitClassifier(net, InputSpec()), TrustedSplit(tune, held)
+    detect = MaskDetector(InversionConfig(steps=20, batch_size=8))
+    full = detect(model, split, 10)
+    part = detect(model, split, 10, classes=[3], reference=full)
     assert part.extra["scanned_classes"] == [3] and part.triggers.classes == [3]
     assert [s.trigger_l1 for s in part.per_class] == pytest.approx(
         [s.trigger_l1 for s in full.per_class], rel=1e-4)
     assert part.model_score == pytest.approx(full.model_score, rel=1e-3)
     # a different value at the scanned class changes only that class's raw value
-    other = nc_detect(model, tune.x, tune.y, held.x, held.y, 10,
-                      NCConfig(InversionConfig(steps=5, batch_size=8), statistic="log_mad"),
-                      classes=[3], reference=full)
+    other = MaskDetector(InversionConfig(steps=5, batch_size=8))(model, split, 10, classes=[3],
+                                                                  reference=full)
     l1_o, l1_f = [s.trigger_l1 for s in other.per_class], [s.trigger_l1 for s in full.per_class]
     assert l1_o[:3] + l1_o[4:] == l1_f[:3] + l1_f[4:] and l1_o[3] != l1_f[3]
     with pytest.raises(ValueError, match="reference"):
-        nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[3])
+        detect(model, split, 10, classes=[3])
     with pytest.raises(ValueError, match="subset"):
-        nc_detect(model, tune.x, tune.y, held.x, held.y, 10, cfg, classes=[10], reference=full)
+        detect(model, split, 10, classes=[10], reference=full)

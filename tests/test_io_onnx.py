@@ -10,7 +10,7 @@ from scanner.errors import InputError, ModelImportError
 from scanner.io import onnx_import
 from scanner.io.export import export_onnx
 from scanner.io.loader import load_model
-from scanner.io.onnx_import import check_parity, onnx_session
+from scanner.io.parity import check_parity, onnx_session
 from scanner.io.split import split_features, verify_split
 
 from conftest import VARIANTS

@@ -127,26 +127,14 @@ def test_cti_size_score_hand_computed():
     l1 = np.exp([0.0, 2.0, 2.0, 3.0, 4.0])
     asr_p = np.array([1.0, 0.2, 0.9, 0.9, 0.5])
     asr_t = np.array([0.1, 0.1, 0.3, 0.3, 0.5])  # gaps 0.9, 0.1, 0.6, 0.6, 0.0
-    per, score = cti_scores(asr_p, asr_t, l1, "size", min_gap=0.5)
+    per, score = cti_scores(asr_p, asr_t, l1, min_gap=0.5)
     k = 1.4826
     assert per == pytest.approx([2 / k, 0.0, 0.0, -1 / k, -2 / k])
     assert score == pytest.approx(2 / k)
     # the same small trigger, but the repaired copy obeys it too: a natural feature, no alarm
     per, score = cti_scores(np.array([1.0, 0.2, 0.9, 0.9, 0.5]),
-                            np.array([0.9, 0.1, 0.3, 0.3, 0.5]), l1, "size", min_gap=0.5)
+                            np.array([0.9, 0.1, 0.3, 0.3, 0.5]), l1, min_gap=0.5)
     assert per[0] == 0.0 and score == 0.0
-
-
-def test_cti_paper_rules_hand_computed():
-    from scanner.detectors.cti import cti_scores
-
-    asr_p, asr_t = np.array([1.0, 0.5, 0.5]), np.array([0.0, 0.25, 0.5])
-    per, score = cti_scores(asr_p, asr_t, np.ones(3), "max")
-    assert per == pytest.approx([1.0, 0.25, 0.0]) and score == pytest.approx(1.0)
-    per, score = cti_scores(asr_p, asr_t, np.ones(3), "mad")  # median 0.25, MAD 0.25 * 1.4826
-    assert score == pytest.approx(0.75 / (0.25 * 1.4826))
-    with pytest.raises(ValueError, match="score rule"):
-        cti_scores(asr_p, asr_t, np.ones(3), "mean")
 
 
 def test_a_drop_of_exactly_the_budget_is_within_it():

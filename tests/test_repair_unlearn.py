@@ -123,10 +123,10 @@ def test_focused_repair_finds_the_target_and_reuses_a_given_detection(digits_spl
     a, b = again.model.net.state_dict(), res.model.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the focused repair repeats
     from scanner.detectors.inversion import InversionConfig
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.detectors.neural_cleanse import MaskDetector
+    from scanner.io.trusted_split import TrustedSplit
 
-    det = nc_detect(pivot, tune.x, tune.y, held.x, held.y, 10,
-                    NCConfig(InversionConfig(steps=5), statistic="log_mad"))
+    det = MaskDetector(InversionConfig(steps=5))(pivot, TrustedSplit(tune, held), 10)
     given = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg, detection=det)
     assert given.info["focus_class"] == det.top_class
     assert any("the given detection" in n for n in given.notes)
@@ -160,22 +160,18 @@ def test_calibrated_scans_flag_the_backdoor_target_only(kind, digits_split, monk
     The ratio scan is handed CTI's calibration repair instead of recomputing it: same function,
     same inputs, same seed (repeatability is tested on its own), and 90 s less per model.
     """
-    import dataclasses
-
-    from scanner import pipeline
-    from scanner.budget import get_budget
+    from scanner import scan as jobs
     from scanner.defenses import pivotal
 
     net, attack = digits_model(kind)
     tune, held = digits_split
     model = SplitClassifier(net, InputSpec())
-    budget = dataclasses.replace(get_budget("cpu", "fast"), repair_steps=300)
+    base = jobs.build_request(seed=0, budget_level="fast", max_cda_drop=0.05,
+                              budget_overrides={"repair_steps": 300})
 
     def scan(method):
-        return pipeline.run_detection(model, tune, held, 10,
-                                      pipeline.ScanSettings(method=method, seed=0,
-                                                            max_cda_drop=0.05),
-                                      budget, torch.device("cpu"))
+        return jobs.run_detection(model, jobs.TrustedSplit(tune, held), 10,
+                                  base.with_method(method))
 
     results = {"cti": scan("cti")}
     rep = results["cti"][1]
@@ -188,9 +184,9 @@ def test_calibrated_scans_flag_the_backdoor_target_only(kind, digits_split, monk
     for method, (det, r) in results.items():
         assert r is rep and rep.moved
         if method == "ratio":
-            assert det.method == "mask_ratio" and len(det.extra["log_ratio"]) == 10
+            assert det.method == "ratio" and len(det.extra["log_ratio"]) == 10
         else:
-            assert det.extra["score_rule"] == "size" and len(det.extra["gap"]) == 10
+            assert det.method == "cti" and len(det.extra["gap"]) == 10
         if kind == "badnets":
             assert det.flagged and det.top_class == attack.config.target, (method, det.extra)
             assert det.model_score >= 3.5

@@ -10,7 +10,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +108,9 @@ def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+_Cfg = TypeVar("_Cfg", bound="FinetuneConfig")
+
+
 @dataclass
 class FinetuneConfig:
     """The knobs every repair shares: schedule, learning rate, the Delta rule and the seed.
@@ -135,7 +138,7 @@ class FinetuneConfig:
     CUDA: ClassVar[dict] = {"steps": 1000, "batch_size": 128, "eval_every": 50}
 
     @classmethod
-    def for_device(cls, device: torch.device, **overrides):
+    def for_device(cls: type[_Cfg], device: torch.device, **overrides) -> _Cfg:
         """The defaults for ``device`` (``CUDA`` there), then ``overrides`` (``None`` ignored)."""
         return cfg_for_device(cls, device, cls.CUDA, overrides)
 

@@ -1,7 +1,7 @@
 """Neural Cleanse repair baseline (Wang et al. 2019; paper Alg. 6, App. A.3, Table 5).
 
 1. Reverse a mask/pattern trigger for every class with the Neural Cleanse detector
-   (``scanner.detectors.neural_cleanse.nc_detect``: batched inversion, NC's cost schedule, MAD
+   (``scanner.detectors.neural_cleanse.NCDetector``: batched inversion, NC's cost schedule, MAD
    anomaly index). Table 5: 100 inversion steps per class, lambda_N = 2e-2, used here as NC's
    initial L1 cost (the schedule then adapts it per class).
 2. Unlearn the trigger of the flagged class with the highest anomaly index; when no class is
@@ -27,13 +27,13 @@ from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressF
                                    ce_step, finetune_loop, pick_lr, sgd_cosine, start_repair)
 from scanner.defenses.registry import DEFENSES
 from scanner.detectors.inversion import InversionConfig, TriggerSet, trigger_success
-from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+from scanner.detectors.neural_cleanse import NCDetector
 from scanner.detectors.result import DetectionResult
+from scanner.io.trusted_split import TrustedSplit
 
 
-def _table5_nc() -> NCConfig:
-    return NCConfig(InversionConfig(form="mask", steps=100, batch_size=32, lr=0.1,
-                                    init_cost=2e-2))
+def _table5_inversion() -> InversionConfig:
+    return InversionConfig(form="mask", steps=100, batch_size=32, lr=0.1, init_cost=2e-2)
 
 
 @dataclass
@@ -42,7 +42,8 @@ class NCRepairConfig(FinetuneConfig):
 
     weight_decay: float = 0.0  # Table 5
     stamp_frac: float = 0.5  # share of each batch stamped with the reversed trigger
-    detector: NCConfig = field(default_factory=_table5_nc)  # its inversion seed follows ``seed``
+    # Neural Cleanse's inversion (its seed follows ``seed``)
+    inversion: InversionConfig = field(default_factory=_table5_inversion)
     num_classes: int | None = None  # None: the model's number of logits
 
 
@@ -93,10 +94,9 @@ def nc_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor
         if num_classes is None:
             with torch.no_grad():
                 num_classes = int(pivot(x_tune[:1].to(device)).shape[-1])
-        ncfg = dataclasses.replace(
-            cfg.detector, inversion=dataclasses.replace(cfg.detector.inversion, seed=cfg.seed))
-        detection = nc_detect(pivot, x_tune, y_tune, x_held, y_held, num_classes, ncfg,
-                              device=device, progress=progress)
+        detector = NCDetector(dataclasses.replace(cfg.inversion, seed=cfg.seed))
+        detection = detector(pivot, TrustedSplit.of(x_tune, y_tune, x_held, y_held), num_classes,
+                             device=device, progress=progress)
         source = f"reversed {num_classes} triggers in {detection.wall_s:.1f}s"
     else:
         source = "reused the given Neural Cleanse detection"

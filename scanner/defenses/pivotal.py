@@ -187,16 +187,17 @@ def find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
                  detection: DetectionResult | None, device, progress) -> tuple:
     """(class, detection, note): the detection's top class, inverting here when none is given."""
     from scanner.detectors.inversion import InversionConfig
-    from scanner.detectors.neural_cleanse import NCConfig, nc_detect
+    from scanner.detectors.neural_cleanse import MaskDetector
+    from scanner.io.trusted_split import TrustedSplit
 
     source = (detection.extra.get("source") if detection is not None else None) \
         or "the given detection"
     if detection is None:
         with torch.no_grad():
             k = int(pivot(x_tune[:1].to(device)).shape[1])
-        ncfg = NCConfig(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed), statistic="log_mad")
-        detection = nc_detect(pivot, x_tune, y_tune, x_held, y_held, k, ncfg, device=device,
-                              progress=progress)
+        detector = MaskDetector(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed))
+        detection = detector(pivot, TrustedSplit.of(x_tune, y_tune, x_held, y_held), k,
+                             device=device, progress=progress)
         source = f"a {cfg.focus_steps}-step mask inversion ({detection.wall_s:.0f} s)"
     c = detection.top_class
     why = (f"unlearning focused on class {c} ({cfg.focus:.0%} of triggered images; "

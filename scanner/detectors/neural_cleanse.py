@@ -14,28 +14,20 @@ fitted to our models.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from scanner.detectors.base import Detector
 from scanner.detectors.inversion import (InversionConfig, ProgressFn, TriggerSet, ce_rows,
-                                         frozen, invert_triggers, trigger_success)
-from scanner.detectors.result import ClassScore, DetectionResult, scan_classes, splice
+                                         invert_triggers, trigger_success)
+from scanner.detectors.registry import DETECTORS
+from scanner.detectors.result import ClassScore, DetectionResult, splice
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.metrics import anomaly_index
 
 NC_THRESHOLD = 2.0
 LOG_MAD_THRESHOLD = 3.5
-
-
-@dataclass
-class NCConfig:
-    inversion: InversionConfig = field(default_factory=lambda: InversionConfig(
-        form="mask", steps=400, batch_size=32, lr=0.1))
-    threshold: float = NC_THRESHOLD
-    statistic: str = "mad"  # "mad" (original) | "log_mad"
 
 
 def mask_outlier_index(l1: np.ndarray, statistic: str) -> np.ndarray:
@@ -44,45 +36,57 @@ def mask_outlier_index(l1: np.ndarray, statistic: str) -> np.ndarray:
     return -anomaly_index(v)
 
 
-def nc_invert(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
-              y_held: Tensor, classes: list[int], inversion: InversionConfig, *,
-              device: torch.device, progress: ProgressFn | None = None
-              ) -> tuple[TriggerSet, list[float], list[float]]:
-    """Neural Cleanse's inversion for ``classes``: (triggers, held-out ASR, mask L1) per class."""
-    model = model.to(device)
-
+def nc_invert(model: torch.nn.Module, split: TrustedSplit, classes: list[int],
+              inversion: InversionConfig, *, device: torch.device,
+              progress: ProgressFn | None = None) -> tuple[TriggerSet, list[float], list[float]]:
+    """Neural Cleanse's inversion for ``classes`` on a frozen model: (triggers, held-out ASR,
+    mask L1) per class."""
     def row_loss(xk: Tensor, c_rows: Tensor, y_rows: Tensor):
         logits = model(xk)
         return ce_rows(logits, c_rows), logits.argmax(-1) == c_rows
 
-    with frozen(model):
-        trig = invert_triggers(row_loss, x_tune, y_tune, classes, inversion, device=device,
-                               progress=progress)
-        asr = trigger_success(model, trig, x_held, y_held)
+    trig = invert_triggers(row_loss, split.tune.x, split.tune.y, classes, inversion,
+                           device=device, progress=progress)
+    asr = trigger_success(model, trig, split.held.x, split.held.y)
     return trig, asr, trig.mask_l1()
 
 
-def nc_detect(model: torch.nn.Module, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
-              y_held: Tensor, num_classes: int, cfg: NCConfig, *,
-              device: torch.device | None = None,
-              progress: ProgressFn | None = None, classes: list[int] | None = None,
-              reference: DetectionResult | None = None) -> DetectionResult:
-    """Invert every class (or ``classes``, spliced into ``reference``) and score mask norms."""
-    t0 = time.perf_counter()
-    device = device or next(model.parameters()).device
-    classes = scan_classes(num_classes, classes, reference)
-    trig, asr_s, l1_s = nc_invert(model, x_tune, y_tune, x_held, y_held, classes, cfg.inversion,
-                                  device=device, progress=progress)
-    l1 = splice(reference, "trigger_l1", classes, l1_s, num_classes)
-    asr = splice(reference, "asr_pivot", classes, asr_s, num_classes)
-    idx = mask_outlier_index(l1, cfg.statistic)
-    per = [ClassScore(c, float(idx[c]), float(asr[c]), None, float(l1[c]), float(idx[c]))
-           for c in range(num_classes)]
-    flagged = [c for c in range(num_classes) if idx[c] > cfg.threshold]
-    finite = idx[np.isfinite(idx)]
-    name = "nc" if cfg.statistic == "mad" else "mask"  # the registry's names (scanner.detectors)
-    return DetectionResult(name, float(finite.max() if finite.size else 0.0), per,
-                           flagged, trig, time.perf_counter() - t0,
-                           extra={"statistic": cfg.statistic, "scanned_classes": classes,
-                                  "index_mad": mask_outlier_index(l1, "mad").tolist(),
-                                  "index_log_mad": mask_outlier_index(l1, "log_mad").tolist()})
+@DETECTORS.register("mask", summary="reversed mask+pattern triggers; low-side MAD outlier test "
+                                    "on the log mask norms (default)")
+class MaskDetector(Detector):
+    """Neural Cleanse's inversion, scored by the MAD index of the log mask norms."""
+
+    name = "mask"
+    statistic = "log_mad"
+    default_threshold = LOG_MAD_THRESHOLD
+
+    @staticmethod
+    def default_inversion() -> InversionConfig:
+        return InversionConfig(form="mask", steps=400, batch_size=32, lr=0.1)
+
+    def forward(self, model, split, num_classes, classes, *, repaired, device, progress,
+                reference) -> DetectionResult:
+        trig, asr_s, l1_s = nc_invert(model, split, classes, self.inversion, device=device,
+                                      progress=progress)
+        l1 = splice(reference, "trigger_l1", classes, l1_s, num_classes)
+        asr = splice(reference, "asr_pivot", classes, asr_s, num_classes)
+        idx = mask_outlier_index(l1, self.statistic)
+        per = [ClassScore(c, float(idx[c]), float(asr[c]), None, float(l1[c]), float(idx[c]))
+               for c in range(num_classes)]
+        flagged = [c for c in range(num_classes) if idx[c] > self.threshold]
+        finite = idx[np.isfinite(idx)]
+        return DetectionResult(self.name, float(finite.max() if finite.size else 0.0), per,
+                               flagged, trig,
+                               extra={"statistic": self.statistic, "scanned_classes": classes,
+                                      "index_mad": mask_outlier_index(l1, "mad").tolist(),
+                                      "index_log_mad": mask_outlier_index(l1, "log_mad").tolist()})
+
+
+@DETECTORS.register("nc", summary="Neural Cleanse as published (linear MAD anomaly index), "
+                                  "the baseline")
+class NCDetector(MaskDetector):
+    """Neural Cleanse as published: the MAD index of the mask norms themselves, flagged at 2."""
+
+    name = "nc"
+    statistic = "mad"
+    default_threshold = NC_THRESHOLD

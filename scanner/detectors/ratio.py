@@ -16,15 +16,12 @@ and 0.13-0.76 on a clean ResNet-20 (no outlier). These are development models: s
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import torch
-from torch import Tensor
 
-from scanner.detectors.neural_cleanse import NCConfig, nc_invert
-from scanner.detectors.inversion import ProgressFn
-from scanner.detectors.result import ClassScore, DetectionResult, scan_classes, splice
+from scanner.detectors.inversion import InversionConfig
+from scanner.detectors.neural_cleanse import MaskDetector, nc_invert
+from scanner.detectors.registry import DETECTORS
+from scanner.detectors.result import ClassScore, DetectionResult, splice
 from scanner.ops.metrics import anomaly_index
 
 
@@ -34,36 +31,43 @@ def log_ratio_index(l1_pivot: np.ndarray, l1_tuned: np.ndarray) -> tuple[np.ndar
     return r, anomaly_index(r)
 
 
-def ratio_detect(pivot: torch.nn.Module, tuned: torch.nn.Module, x_tune: Tensor, y_tune: Tensor,
-                 x_held: Tensor, y_held: Tensor, num_classes: int, cfg: NCConfig, *,
-                 device: torch.device | None = None,
-                 progress: ProgressFn | None = None, classes: list[int] | None = None,
-                 reference: DetectionResult | None = None) -> DetectionResult:
+@DETECTORS.register("ratio", summary="mask-norm ratio between the model and its repair, "
+                                     "high-side MAD outlier test (experimental)")
+class RatioDetector(MaskDetector):
     """Reverse triggers on both models (same inversion settings and seed) and compare sizes."""
-    t0 = time.perf_counter()
-    device = device or next(pivot.parameters()).device
-    classes = scan_classes(num_classes, classes, reference)
 
-    def half(offset: int):
-        if progress is None:
-            return None
-        return lambda step, total, info: progress(offset + step, 2 * total, info)
+    name = "ratio"
+    needs_repair = True
+    phase = "trigger inversion x2"
+    default_threshold = 3.5
 
-    trig, asr_p, l1_p = nc_invert(pivot, x_tune, y_tune, x_held, y_held, classes, cfg.inversion,
-                                  device=device, progress=half(0))
-    _, asr_t, l1_t = nc_invert(tuned, x_tune, y_tune, x_held, y_held, classes, cfg.inversion,
-                               device=device, progress=half(cfg.inversion.steps))
-    l1_p = splice(reference, "trigger_l1", classes, l1_p, num_classes)
-    l1_t = splice(reference, "extra:l1_tuned", classes, l1_t, num_classes)
-    asr_p = splice(reference, "asr_pivot", classes, asr_p, num_classes)
-    asr_t = splice(reference, "asr_tuned", classes, asr_t, num_classes)
-    r, idx = log_ratio_index(l1_p, l1_t)
-    per = [ClassScore(c, float(idx[c]), float(asr_p[c]), float(asr_t[c]), float(l1_p[c]),
-                      float(idx[c])) for c in range(num_classes)]
-    finite = idx[np.isfinite(idx)]
-    flagged = [c for c in range(num_classes) if idx[c] >= cfg.threshold]
-    return DetectionResult("ratio", float(finite.max() if finite.size else 0.0), per, flagged,
-                           trig, time.perf_counter() - t0,
-                           extra={"log_ratio": r.tolist(), "l1_tuned": l1_t.tolist(),
-                                  "scanned_classes": classes,
-                                  "score_rule": "high-side MAD index of log(L1_tuned/L1_pivot)"})
+    @staticmethod
+    def default_inversion() -> InversionConfig:
+        return MaskDetector.default_inversion()
+
+    def forward(self, model, split, num_classes, classes, *, repaired, device, progress,
+                reference) -> DetectionResult:
+        def half(offset: int):
+            if progress is None:
+                return None
+            return lambda step, total, info: progress(offset + step, 2 * total, info)
+
+        trig, asr_p, l1_p = nc_invert(model, split, classes, self.inversion, device=device,
+                                      progress=half(0))
+        _, asr_t, l1_t = nc_invert(repaired, split, classes, self.inversion, device=device,
+                                   progress=half(self.inversion.steps))
+        l1_p = splice(reference, "trigger_l1", classes, l1_p, num_classes)
+        l1_t = splice(reference, "extra:l1_tuned", classes, l1_t, num_classes)
+        asr_p = splice(reference, "asr_pivot", classes, asr_p, num_classes)
+        asr_t = splice(reference, "asr_tuned", classes, asr_t, num_classes)
+        r, idx = log_ratio_index(l1_p, l1_t)
+        per = [ClassScore(c, float(idx[c]), float(asr_p[c]), float(asr_t[c]), float(l1_p[c]),
+                          float(idx[c])) for c in range(num_classes)]
+        finite = idx[np.isfinite(idx)]
+        flagged = [c for c in range(num_classes) if idx[c] >= self.threshold]
+        return DetectionResult(self.name, float(finite.max() if finite.size else 0.0), per,
+                               flagged, trig,
+                               extra={"log_ratio": r.tolist(), "l1_tuned": l1_t.tolist(),
+                                      "scanned_classes": classes,
+                                      "score_rule": "high-side MAD index of "
+                                                    "log(L1_tuned/L1_pivot)"})

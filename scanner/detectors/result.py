@@ -40,7 +40,7 @@ def scan_classes(num_classes: int, classes: list[int] | None,
     """The classes a detector inverts: all, or a subset spliced into ``reference``'s.
 
     Why a subset exists: the sensitivity canary only needs the implanted class's trigger; the
-    other classes' values come from the main scan of the same model (see scanner.detectors.canary).
+    other classes' values come from the main scan of the same model (see scanner.scan.canary).
     """
     if classes is None:
         return list(range(num_classes))

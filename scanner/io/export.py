@@ -99,7 +99,7 @@ def export_onnx(module: nn.Module, reference_onnx: Path | None, out_path: Path, 
 
 
 def _random_inputs(spec: InputSpec, batch: int) -> np.ndarray:
-    from scanner.io.onnx_import import random_model_inputs
+    from scanner.io.parity import random_model_inputs
 
     return random_model_inputs(spec, batch, seed=1)
 
@@ -116,7 +116,7 @@ def _refuse_non_finite(ref: np.ndarray, out: np.ndarray) -> None:
 
 def verify_export(path: Path, net: nn.Module, x: np.ndarray, batch_size: int = 256) -> None:
     """onnxruntime vs torch: allclose(rtol 1e-3, atol 1e-5) and 100% top-1 agreement."""
-    from scanner.io.onnx_import import onnx_session
+    from scanner.io.parity import onnx_session
 
     sess = onnx_session(Path(path), torch.device("cpu"))
     name = sess.get_inputs()[0].name

@@ -1,7 +1,9 @@
 """ONNX -> PyTorch import through onnx2torch, behind the normalisation pass, with a parity check.
 
 Fail closed: a model that does not convert, or whose torch version disagrees with onnxruntime,
-raises :class:`ModelImportError` (exit 3) naming the op or the size of the mismatch.
+raises :class:`ModelImportError` (exit 3) naming the op or the size of the mismatch. This module
+reads the graph (external data, input spec, class names, ops) and converts it; the onnxruntime
+sessions and the parity check itself live in :mod:`scanner.io.parity`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from onnx import numpy_helper
 from torch import nn
 
 from scanner.errors import InputError, ModelImportError
-from scanner.io.model_file import LoadedModel, ParityResult, sha256_file
+from scanner.io.model_file import LoadedModel, sha256_file
 from scanner.io.onnx_normalize import default_opset, normalize
+from scanner.io.parity import check_parity, onnx_session, parity_error, random_model_inputs
 from scanner.io.spec import InputSpec
 
-PARITY_RTOL = 1e-4  # max |delta| allowed, relative to the logit scale
 _ELEM_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.UINT8: "uint8",
                onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64"}
 
@@ -191,78 +193,6 @@ def convert(model: onnx.ModelProto) -> nn.Module:
     return module.eval()
 
 
-def onnx_session(path_or_bytes, device: torch.device | None = None):
-    """An onnxruntime session on the same kind of device as torch (CUDA only if both see it)."""
-    import onnxruntime as ort
-
-    from scanner.device import onnxruntime_providers
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    return ort.InferenceSession(src, sess_options=opts, providers=onnxruntime_providers(device))
-
-
-def run_onnx(session, x: np.ndarray, fixed_batch: int | None) -> np.ndarray:
-    """Run a session on a batch; models with a fixed batch size get it in slices of that size."""
-    name = session.get_inputs()[0].name
-    if fixed_batch and x.shape[0] != fixed_batch:
-        if x.shape[0] % fixed_batch:
-            raise ValueError("batch not divisible by the model's fixed batch size")
-        return np.concatenate([session.run(None, {name: x[i:i + fixed_batch]})[0]
-                               for i in range(0, x.shape[0], fixed_batch)])
-    return session.run(None, {name: x})[0]
-
-
-def random_model_inputs(spec: InputSpec, batch: int, seed: int = 0) -> np.ndarray:
-    g = np.random.default_rng(seed)
-    lo, hi = spec.value_range
-    x = g.uniform(lo, hi, size=spec.model_input_shape(batch))
-    return x.astype(np.uint8 if spec.dtype == "uint8" else np.float32)
-
-
-def _non_finite(arr: np.ndarray) -> int:
-    return int(arr.size - np.isfinite(arr).sum())
-
-
-def check_parity(session, module: nn.Module, spec: InputSpec, batch: int = 4,
-                 tol: float = PARITY_RTOL, seed: int = 0) -> ParityResult:
-    """Compare torch and onnxruntime on random inputs (also proves the batch size is dynamic).
-
-    Raises when onnxruntime itself gives NaN/inf: then the model, not the conversion, is broken,
-    and blaming onnx2torch would send the user to the wrong fix.
-    """
-    fixed = spec.fixed_batch
-    b = batch * (fixed or 1) if fixed and fixed > 1 else batch
-    x = random_model_inputs(spec, b, seed)
-    ref = run_onnx(session, x, fixed)
-    bad_ref = _non_finite(ref)
-    if bad_ref:
-        lo, hi = spec.value_range
-        raise ModelImportError(
-            f"the model itself produces non-finite outputs (NaN or inf): onnxruntime returned "
-            f"{bad_ref} of {ref.size} non-finite values for {b} random inputs in "
-            f"[{lo:g}, {hi:g}]; no scan can judge such a model",
-            hint="check the model in onnxruntime directly; if it expects another value range, "
-                 "pass --value-range")
-    with torch.no_grad():
-        xt = torch.from_numpy(x)
-        try:
-            out = module(xt).numpy()
-        except Exception as exc:
-            raise ModelImportError(
-                f"imported model fails at batch size {b} ({type(exc).__name__}: {exc})",
-                hint="a fixed-batch export bakes the batch into ops the normaliser could not rewrite") from exc
-    if out.shape != ref.shape:
-        raise ModelImportError(f"imported model output shape {out.shape} != onnxruntime {ref.shape}")
-    bad_out = _non_finite(out)
-    # NaN compares false with everything: count it as an infinite difference, never as a pass.
-    diff = float("inf") if bad_out else float(np.abs(out.astype(np.float64) - ref).max())
-    scale = max(1.0, float(np.abs(ref).max()))
-    return ParityResult(max_abs_diff=diff, logit_scale=scale, relative=diff / scale,
-                        batch_sizes=[b], passed=diff / scale <= tol, non_finite=bad_out)
-
-
 def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
@@ -290,18 +220,6 @@ def _class_names(meta: dict[str, str]) -> list[str] | None:
             sep = "\n" if "\n" in raw else ","
             return [s.strip() for s in raw.split(sep) if s.strip()]
     return None
-
-
-def _parity_error(parity: ParityResult) -> ModelImportError:
-    hint = "this model uses an op that onnx2torch converts inexactly; the scan would not be trustworthy"
-    if parity.non_finite:
-        return ModelImportError(
-            f"imported model disagrees with onnxruntime: it returns {parity.non_finite} "
-            "non-finite value(s) (NaN or inf) where onnxruntime's are all finite", hint=hint)
-    return ModelImportError(
-        f"imported model disagrees with onnxruntime: max |delta| = {parity.max_abs_diff:.3g} "
-        f"at logit scale {parity.logit_scale:.3g} (relative {parity.relative:.2g} > {PARITY_RTOL:g})",
-        hint=hint)
 
 
 _SOFTMAX_OPS = ("Softmax", "LogSoftmax")
@@ -376,7 +294,7 @@ def load_onnx(path: Path, spec_overrides: dict | None = None, check: bool = True
         parity = check_parity(onnx_session(path, device), module, spec)
         loaded.parity = parity
         if not parity.passed:
-            raise _parity_error(parity)
+            raise parity_error(parity)
     if not loaded.num_classes:
         with torch.no_grad():
             loaded.num_classes = int(module(torch.from_numpy(random_model_inputs(spec, 1))).shape[-1])

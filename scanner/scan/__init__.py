@@ -11,7 +11,8 @@ package (``scanner.lab``) uses the same public names.
 from scanner.scan.canary import CanaryConfig, canary_patch, implant_canary, stamp_canary
 from scanner.scan.detect_job import detect, run_detection
 from scanner.scan.inspect_job import inspect
-from scanner.scan.prepare import TrustedSplit, clean_accuracy
+from scanner.io.trusted_split import TrustedSplit
+from scanner.scan.prepare import clean_accuracy
 from scanner.scan.repair_job import repair, run_defense
 from scanner.scan.request import ScanRequest, SpecOverrides, build_request
 from scanner.scan.results import (VERDICT_BACKDOOR, VERDICT_INCONCLUSIVE, VERDICT_PASS,

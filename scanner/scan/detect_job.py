@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from scanner.scan.canary import canary_in_parallel, run_canary
-from scanner.scan.prepare import Prepared, TrustedSplit, prepare
+from scanner.io.trusted_split import TrustedSplit
+from scanner.scan.prepare import Prepared, prepare
 from scanner.scan.progress import ProgressFn, phase
 from scanner.scan.request import ScanRequest
 from scanner.scan.results import ScanResult
@@ -38,18 +39,17 @@ def run_detection(model, split: TrustedSplit, num_classes: int, request: ScanReq
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.registry import DETECTORS
 
-    entry = DETECTORS.entry(request.method)
     budget, device = request.budget, request.torch_device
     inv = InversionConfig(steps=budget.invert_steps, batch_size=budget.invert_batch,
                           chunk=budget.invert_chunk, seed=request.seed)
+    detector = DETECTORS.get(request.method)(inv, request.threshold)
     with loops(request):
         rep = None
-        if entry.meta["needs_repair"]:
+        if detector.needs_repair:
             rep = calibration_repair(model, split, request, progress)
-        det = entry.obj(model, split, num_classes, inv, request.threshold,
-                        repaired=None if rep is None else rep.model, device=device,
-                        progress=phase(progress, entry.meta["phase"]), classes=classes,
-                        reference=reference)
+        det = detector(model, split, num_classes, repaired=None if rep is None else rep.model,
+                       device=device, progress=phase(progress, detector.phase), classes=classes,
+                       reference=reference)
     return det, rep
 
 

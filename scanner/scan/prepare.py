@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from scanner.io.data import TrustedData, load_trusted
+from scanner.io.data import load_trusted
 from scanner.io.loader import load_model
 from scanner.io.model_file import LoadedModel
+from scanner.io.trusted_split import TrustedSplit
 from scanner.scan.progress import ProgressFn, announce
 from scanner.scan.request import ScanRequest
 from scanner.scan.results import VERDICT_INCONCLUSIVE, ScanResult
@@ -26,14 +27,6 @@ def clean_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     from scanner.ops.metrics import accuracy
 
     return accuracy(predict(model, x), y.cpu())
-
-
-@dataclass(frozen=True)
-class TrustedSplit:
-    """The trusted data as the jobs use it: images to tune on, and held-out images to judge by."""
-
-    tune: TrustedData
-    held: TrustedData
 
 
 @dataclass

@@ -15,7 +15,8 @@ import torch
 from scanner.errors import InputError
 from scanner.io.model_file import LoadedModel
 from scanner.scan.detect_job import loops, run_detection
-from scanner.scan.prepare import TrustedSplit, prepare
+from scanner.io.trusted_split import TrustedSplit
+from scanner.scan.prepare import prepare
 from scanner.scan.progress import ProgressFn, phase
 from scanner.scan.request import ScanRequest
 from scanner.scan.results import RepairJobResult, ScanResult, detection_summary, repair_summary
