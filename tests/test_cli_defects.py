@@ -126,3 +126,20 @@ def test_request_is_frozen_and_resolves_flags_over_policy():
         req.method = "cti"  # type: ignore[misc]
     doc = json.loads(json.dumps(req.to_dict()))
     assert doc["method"] == "nc" and doc["nc_threshold"] == 2.5
+
+
+def test_every_registry_lists_through_one_command(capsys):
+    """`scan list KIND` reads the same registries the policy, the flags and the reports use."""
+    from scanner.cli.tools_cmds import registries
+
+    for kind, reg in registries().items():
+        assert main(["list", kind]) == 0
+        names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+        assert names == reg.names() and names, kind
+    assert main(["list", "bogus"]) == 2
+    from scanner.policy import METHODS, RepairPolicy
+    import dataclasses
+
+    assert list(METHODS) == registries()["detectors"].names()
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(RepairPolicy)}
+    assert list(choices["defense"]) == registries()["defenses"].names()

@@ -40,10 +40,7 @@ def inspect_cmd(
     from scanner.errors import InputError
 
     if list_archs:
-        from scanner.models import get_config, list_archs as names
-
-        for n in names():
-            typer.echo(f"{n:18s} {get_config(n).description}")
+        _echo_registry("archs")
         return
     if model is None:
         raise InputError("missing MODEL argument", hint="scan inspect model.onnx")
@@ -125,6 +122,39 @@ def selftest_cmd(
                 console.print(f"       {r}", highlight=False)
         console.print("selftest " + ("PASSED" if res["ok"] else "FAILED"), highlight=False)
     raise typer.Exit(res["exit_code"])
+
+
+def registries() -> dict:
+    """Every registry a name can be looked up in, by the word ``scan list`` takes."""
+    from scanner.attacks.base import ATTACKS
+    from scanner.defenses.registry import DEFENSES
+    from scanner.detectors.registry import DETECTORS
+    from scanner.models.registry import ARCHS
+
+    return {"detectors": DETECTORS, "defenses": DEFENSES, "attacks": ATTACKS, "archs": ARCHS}
+
+
+def _echo_registry(kind: str) -> None:
+    from scanner.errors import InputError
+
+    known = registries()
+    if kind not in known:
+        raise InputError(f"unknown list {kind!r}", hint="choose " + ", ".join(known))
+    for e in known[kind]:
+        typer.echo(f"{e.name:18s} {e.summary}")
+
+
+@app.command("list")
+def list_cmd(
+    kind: str = typer.Argument(..., help="detectors | defenses | attacks | archs"),
+) -> None:
+    """List the names a policy or flag accepts, from the registries the scanner looks them up in.
+
+    Examples:\n
+      scan list detectors\n
+      scan list archs
+    """
+    _echo_registry(kind)
 
 
 @app.command("version")

@@ -102,7 +102,9 @@ def slol_terms(pivot_c: torch.Tensor, tuned_c: torch.Tensor) -> tuple[torch.Tens
     return a / pairs, b / pairs
 
 
-@DEFENSES.register("pivotal", config=PivotalConfig, rank=0)
+@DEFENSES.register("pivotal", config=PivotalConfig, rank=0,
+                   summary="Pivotal Tuning with focused trigger unlearning and pivot "
+                           "distillation (the default repair)")
 def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
                    x_held: torch.Tensor, y_held: torch.Tensor, cfg: PivotalConfig, *,
                    device: torch.device | None = None, monitor: Monitor | None = None,
