@@ -58,18 +58,23 @@ class SplitClassifier(nn.Module):
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """Arg-max predictions in eval mode, batched, on the model's device.
+    """Arg-max predictions in eval mode, batched, on the model's device (CPU for a model
+    without parameters); the model's mode is restored afterwards.
 
     Always float32, even inside a scan's bf16 loops: accuracy decides which repaired state is
-    kept and whether a scan is judged at all (scanner.ops.precision).
+    kept and whether a scan is judged at all (scanner.ops.precision). The one ``predict`` of the
+    package: the trainer's CDA/ASR and the lab's meters call it too.
     """
     from scanner.ops.precision import exact
 
     was_training = model.training
     model.eval()
-    dev = next(model.parameters()).device
-    with exact(dev):
-        out = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(-1).cpu()
-                         for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
-    model.train(was_training)
+    first = next(iter(model.parameters()), None)
+    dev = first.device if first is not None else torch.device("cpu")
+    try:
+        with exact(dev):
+            out = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(-1).cpu()
+                             for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, dtype=torch.long)
+    finally:
+        model.train(was_training)
     return out

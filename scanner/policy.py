@@ -229,11 +229,16 @@ def find_policy(config: str | Path | None = None, cwd: str | Path | None = None)
     return Policy()
 
 
-def _toml_value(v) -> str:
+def toml_value(v) -> str:
+    """One TOML scalar: booleans, numbers, or a basic string with quotes and backslashes escaped.
+
+    Public because ``scan init``'s template and the lab's searched policies (``scan eval
+    search``) must write values the same way the loader reads them back.
+    """
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return f'"{v}"'
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)
 
 
@@ -253,7 +258,7 @@ def render_policy_template() -> str:
         lines.append(f"[{name}]")
         for f in fields(cls):
             lines += _wrap(f.metadata["doc"])
-            lines.append(f"{f.name} = {_toml_value(f.default)}")
+            lines.append(f"{f.name} = {toml_value(f.default)}")
         lines.append("")
     lines += _wrap("Knobs of the repair defense's config for `scan repair` (names as in the "
                    "defense's config; an unknown name is an error). `scan eval search` writes "

@@ -10,7 +10,7 @@ them look it up here and nowhere else.
     class MaskDetector: ...
 
     DETECTORS.get("mask")        # the registered object
-    DETECTORS.names()            # in registration order
+    DETECTORS.names()            # by ``rank`` where given, else in registration order
 """
 
 from __future__ import annotations
@@ -77,16 +77,17 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
     def names(self) -> list[str]:
-        self._load()
-        return list(self._entries)
+        return [e.name for e in self]
 
     def __contains__(self, name: object) -> bool:
         self._load()
         return isinstance(name, str) and _key(name) in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        """Entries by their ``rank`` meta (lowest first; the sort is stable, so entries without
+        one keep registration order): a listing must not depend on which module loaded first."""
         self._load()
-        return iter(list(self._entries.values()))
+        return iter(sorted(self._entries.values(), key=lambda e: e.meta.get("rank", 0)))
 
 
 def _key(name: str) -> str:

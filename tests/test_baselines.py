@@ -21,11 +21,12 @@ from scanner.defenses.fine_pruning import (channel_activations, find_prune_targe
 from scanner.defenses.nad import attention_loss, attention_map, stage_outputs, tap_features
 from scanner.defenses.nc_repair import NCRepairConfig, choose_class, nc_repair
 from scanner.defenses.registry import (DEFENSES, canonical_name, get_defense, list_defenses,
-                                       make_config, run_defense)
+                                       make_config, run_by_name)
 from scanner.detectors.inversion import InversionConfig, TriggerSet
 from scanner.detectors.result import ClassScore, DetectionResult
 from scanner.errors import InputError
 from scanner.io.spec import InputSpec
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.metrics import attack_success_rate, paired_drop_se
 
 K = 4
@@ -150,8 +151,8 @@ def test_defense_contract(name, tiny):
     before = {k: v.clone() for k, v in pivot.state_dict().items()}
     cfg = _cfg(name, max_cda_drop=1.0, seed=3)  # every checkpoint within budget
     mon = lambda m: {"asr": patch_asr(m, xh, yh)}  # noqa: E731
-    r1 = get_defense(name).run(pivot, xt, yt, xh, yh, cfg, monitor=mon)
-    r2 = run_defense(name, pivot, xt, yt, xh, yh, cfg, monitor=mon)
+    r1 = get_defense(name).run(pivot, TrustedSplit.of(xt, yt, xh, yh), cfg, monitor=mon)
+    r2 = run_by_name(name, pivot, TrustedSplit.of(xt, yt, xh, yh), cfg, monitor=mon)
     assert isinstance(r1, RepairResult)
     assert all(torch.equal(before[k], v) for k, v in pivot.state_dict().items())
     assert r1.moved and r1.param_distance > 0 and r1.best_step == 6
@@ -171,7 +172,7 @@ def test_defense_respects_the_budget(name, tiny):
     _, (xt, yt), (xh, yh) = tiny
     pivot = fresh(tiny)
     cfg = _cfg(name, lr=3.0, max_cda_drop=0.02, patience=1)
-    r = run_defense(name, pivot, xt, yt, xh, yh, cfg)
+    r = run_by_name(name, pivot, TrustedSplit.of(xt, yt, xh, yh), cfg)
     assert r.best_cda >= r.pivot_cda - cfg.max_cda_drop
     kept = [c for c in r.trajectory if c.step == r.best_step]
     assert kept and kept[-1].cda == pytest.approx(r.best_cda)
@@ -202,7 +203,7 @@ def test_registry():
     assert (nad.steps, nad.teacher_steps, nad.batch_size, nad.power, nad.lambda_at) == \
         (2000, 1000, 128, 2.0, 1000.0)
     assert make_config("nc_repair", device="cuda").steps == 1000
-    assert make_config("nc_repair").detector.inversion.steps == 100
+    assert make_config("nc_repair").inversion.steps == 100
 
 
 @pytest.mark.parametrize("entry", list(DEFENSES), ids=lambda e: e.name)
@@ -229,7 +230,7 @@ def test_fine_pruning_zeroes_lowest_channels_and_keeps_them_zero(tiny):
     assert target.conv_path == "c2" and target.bn_path is None and target.channels == 16
     cfg = _cfg("fine_pruning", prune_rate=0.5, max_cda_drop=1.0, steps=10, eval_every=5,
                sampled_batches=2)
-    r = run_defense("fine_pruning", pivot, xt, yt, xh, yh, cfg)
+    r = run_by_name("fine_pruning", pivot, TrustedSplit.of(xt, yt, xh, yh), cfg)
     assert r.moved and r.best_step == 10
     idx = torch.tensor(r.info["pruned_channels"])
     assert len(idx) == round(0.5 * 16) == 8
@@ -275,7 +276,7 @@ def test_fine_pruning_with_batchnorm_model(tiny):
     net.bn.running_var.fill_(2.0)
     model = SplitClassifier(net.eval(), SPEC)
     cfg = _cfg("fine_pruning", prune_rate=0.25, max_cda_drop=1.0)
-    r = run_defense("fine_pruning", model, xt, yt, xh, yh, cfg)
+    r = run_by_name("fine_pruning", model, TrustedSplit.of(xt, yt, xh, yh), cfg)
     idx = r.info["pruned_channels"]
     assert r.info["prune_bn"] == "bn" and len(idx) == 4
     bn = r.model.feature_net.get_submodule("bn")
@@ -322,7 +323,7 @@ def test_nad_taps_the_stage_outputs(tiny):
 
 def test_nad_records_teacher_and_layers(tiny):
     _, (xt, yt), (xh, yh) = tiny
-    r = run_defense("nad", fresh(tiny), xt, yt, xh, yh, _cfg("nad", max_cda_drop=1.0))
+    r = run_by_name("nad", fresh(tiny), TrustedSplit.of(xt, yt, xh, yh), _cfg("nad", max_cda_drop=1.0))
     assert r.info["teacher_moved"] and r.info["teacher_step"] == 4
     assert len(r.info["attention_layers"]) == 2
     assert all("at" in c.losses for c in r.trajectory[1:])
@@ -365,13 +366,13 @@ def test_nc_repair_unlearns_the_reversed_trigger(tiny):
     cfg = NCRepairConfig(steps=40, eval_every=10, batch_size=32, lr=1e-3, max_cda_drop=0.1,
                          patience=10, augment=False)
     mon = lambda m: {"asr": patch_asr(m, xh, yh)}  # noqa: E731
-    r = nc_repair(pivot, xt, yt, xh, yh, cfg, detection=_detection(True, [0]), monitor=mon)
+    r = nc_repair(pivot, TrustedSplit.of(xt, yt, xh, yh), cfg, detection=_detection(True, [0]), monitor=mon)
     assert r.info["nc_class"] == 0 and r.moved
     assert r.trajectory[0].extra["reversed_asr"] == pytest.approx(asr0)  # the same trigger
     asr1 = patch_asr(r.model, xh, yh)
     assert asr0 >= 0.9 and asr1 <= 0.3, (asr0, asr1)
     assert r.best_cda >= r.pivot_cda - 0.1
-    control = nc_repair(pivot, xt, yt, xh, yh, dataclasses.replace(cfg, stamp_frac=0.0),
+    control = nc_repair(pivot, TrustedSplit.of(xt, yt, xh, yh), dataclasses.replace(cfg, stamp_frac=0.0),
                         detection=_detection(True, [0]))
     assert patch_asr(control.model, xh, yh) >= 0.9  # plain fine-tuning keeps the backdoor
 
@@ -379,10 +380,10 @@ def test_nc_repair_unlearns_the_reversed_trigger(tiny):
 def test_nc_repair_runs_its_own_detection(tiny):
     _, (xt, yt), (xh, yh) = tiny
     cfg = _cfg("nc_repair", max_cda_drop=1.0)
-    r = nc_repair(fresh(tiny), xt, yt, xh, yh, cfg)
+    r = nc_repair(fresh(tiny), TrustedSplit.of(xt, yt, xh, yh), cfg)
     assert r.info["nc_class"] in range(K)
     assert any("reversed 4 triggers" in n for n in r.notes)
     assert r.info["trigger"].classes == [r.info["nc_class"]]
     # the configured seed, not the detector's own, drives the inversion
-    r2 = nc_repair(fresh(tiny), xt, yt, xh, yh, dataclasses.replace(cfg, seed=1))
+    r2 = nc_repair(fresh(tiny), TrustedSplit.of(xt, yt, xh, yh), dataclasses.replace(cfg, seed=1))
     assert not torch.equal(r.info["trigger"].mask, r2.info["trigger"].mask)

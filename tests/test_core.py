@@ -92,8 +92,8 @@ def test_pivotal_tuning_contract(badnets_digits, digits):
     before = [p.clone() for p in pivot.parameters()]
     # focus_steps 20: the suspect-class inversion runs (it is part of the contract) but short
     cfg = PivotalConfig(steps=20, eval_every=10, seed=5, max_cda_drop=0.05, focus_steps=20)
-    r1 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
-    r2 = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    r1 = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg)
+    r2 = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg)
     assert all(torch.equal(p, q) for p, q in zip(before, pivot.parameters()))
     assert r1.best_cda >= r1.pivot_cda - cfg.max_cda_drop
     assert r1.moved and r1.param_distance > 0
@@ -110,7 +110,7 @@ def test_pivotal_tuning_reports_no_repair(badnets_digits, digits):
     net, _ = badnets_digits
     _, _, tune, held = digits
     pivot = SplitClassifier(net, InputSpec())
-    r = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
+    r = pivotal_tuning(pivot, TrustedSplit(tune, held),
                        PivotalConfig(steps=20, eval_every=10, lr=0.5, max_cda_drop=0.0,
                                      focus_steps=20))
     assert not r.moved and r.best_step == 0
@@ -132,9 +132,9 @@ def test_a_repair_that_kept_nothing_is_tried_at_half_the_rate():
     pivot = SplitClassifier(net, InputSpec())
     cfg = PivotalConfig(steps=20, eval_every=10, lr=0.05, max_cda_drop=0.05, focus_steps=20,
                         lr_retries=0)
-    first = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    first = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg)
     assert not first.moved
-    again = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
+    again = pivotal_tuning(pivot, TrustedSplit(tune, held),
                            dataclasses.replace(cfg, lr_retries=1))
     assert again.moved and again.cda_drop <= 0.05, [c.cda for c in again.trajectory]
     assert again.info["lr_retries"] == 1 and again.wall_s > 0
@@ -148,7 +148,7 @@ def test_canary_implant_takes(digits):
     net, _ = digits_model("clean")
     _, _, tune, held = digits
     model = SplitClassifier(net, InputSpec())
-    imp = implant_canary(model, tune.x, tune.y, held.x, held.y, 10, CanaryConfig(seed=1))
+    imp = implant_canary(model, TrustedSplit(tune, held), 10, CanaryConfig(seed=1))
     assert imp.ok and imp.asr >= 0.9
     patch, s = canary_patch((3, 32, 32), CanaryConfig().patch_frac, 1)
     assert s == 6 and torch.equal(stamp_canary(held.x[:2], patch)[..., -6:, -6:], patch.expand(2, 3, 6, 6))

@@ -223,8 +223,8 @@ def test_repair_params_are_checked_against_the_defense_and_reach_its_config(monk
     def spy(name):
         d = real(name)
 
-        def run(model, *a, **kw):
-            seen["cfg"] = a[4]
+        def run(model, split, cfg, **kw):
+            seen["cfg"] = cfg
             raise RuntimeError("stop after the config is built")
         return d._replace(run=run)
 

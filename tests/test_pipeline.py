@@ -262,8 +262,9 @@ def test_report_dir_from_a_real_scan(monkeypatch, digits_files, backdoor_scan, t
     doc = json.loads((out / "report.json").read_text())
     assert validate_report(doc) == [] and doc["verdict"] == "backdoor"
     assert doc["gate"]["exit_code"] == 1 and doc["detection"]["top_class"] == 0
-    pngs = sorted((out / "triggers").glob("*.png"))
-    assert len(pngs) == 10
+    pngs = {p.name for p in (out / "triggers").glob("*.png")}
+    # per class: the reversed trigger, and a trusted image before and after stamping it
+    assert pngs == {f"class_{c}{s}.png" for c in range(10) for s in ("", "_before", "_after")}
     sarif = json.loads((out / "report.sarif").read_text())
     res = sarif["runs"][0]["results"]
     assert [r["ruleId"] for r in res] == ["BDS001"]

@@ -12,6 +12,7 @@ from scanner.defenses.unlearn import (OnlineTriggers, UnlearnConfig, random_othe
                                       trigger_classes, unlearning_loss)
 from scanner.io.data import TrustedData
 from scanner.io.spec import InputSpec
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.metrics import attack_success_rate
 
 from fixtures.digits import digits_model, split_digits
@@ -98,7 +99,7 @@ def test_default_pivotal_tuning_removes_a_real_backdoor(digits_split):
 
     before = asr(pivot)
     assert before >= 0.9
-    res = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y,
+    res = pivotal_tuning(pivot, TrustedSplit(tune, held),
                          PivotalConfig(steps=150, eval_every=25, seed=0, focus_steps=100))
     assert res.moved and res.cda_drop <= 0.02
     assert asr(res.model) <= 0.3, res.trajectory
@@ -116,21 +117,20 @@ def test_focused_repair_finds_the_target_and_reuses_a_given_detection(digits_spl
     tune, held = digits_split
     pivot = SplitClassifier(net, InputSpec())
     cfg = PivotalConfig(steps=10, eval_every=5, focus=0.5, focus_steps=60, max_cda_drop=1.0)
-    res = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    res = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg)
     assert res.info["focus_class"] == attack.config.target, res.notes
     assert any("mask inversion" in n for n in res.notes)
-    again = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg)
+    again = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg)
     a, b = again.model.net.state_dict(), res.model.net.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # seeded: the focused repair repeats
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import MaskDetector
-    from scanner.io.trusted_split import TrustedSplit
 
     det = MaskDetector(InversionConfig(steps=5))(pivot, TrustedSplit(tune, held), 10)
-    given = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, cfg, detection=det)
+    given = pivotal_tuning(pivot, TrustedSplit(tune, held), cfg, detection=det)
     assert given.info["focus_class"] == det.top_class
     assert any("the given detection" in n for n in given.notes)
-    off = pivotal_tuning(pivot, tune.x, tune.y, held.x, held.y, dataclasses.replace(cfg, focus=0))
+    off = pivotal_tuning(pivot, TrustedSplit(tune, held), dataclasses.replace(cfg, focus=0))
     assert "focus_class" not in off.info and not any("focused" in n for n in off.notes)
 
 
@@ -177,7 +177,7 @@ def test_calibrated_scans_flag_the_backdoor_target_only(kind, digits_split, monk
     rep = results["cti"][1]
     asked = []
     monkeypatch.setattr(pivotal, "pivotal_tuning",
-                        lambda pivot, *a, **k: asked.append(a[4]) or rep)
+                        lambda pivot, split, cfg, **k: asked.append(cfg) or rep)
     results["ratio"] = scan("ratio")
     # the calibration is the unfocused repair with the budget's steps, told nothing
     assert [(c.steps, c.focus, c.distill, c.seed) for c in asked] == [(300, 0.0, 1.0, 0)]

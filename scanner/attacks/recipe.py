@@ -67,7 +67,7 @@ class _Normalize(nn.Module):
 def load_training_data(train_size: int, test_size: int = 2000
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """CIFAR-10 train subset (the shards are pre-shuffled) and a class-stratified test subset."""
-    from scanner.attacks.bench import load_subset
+    from scanner.attacks.train import load_subset
 
     return load_subset(train_size, test_size)
 

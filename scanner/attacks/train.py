@@ -21,8 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scanner.attacks.base import Attack, PoisonedSet, check_images, check_labels
+from scanner.classifier import predict
 from scanner.device import resolve_device
 from scanner.errors import InputError
+from scanner.ops.metrics import accuracy
+from scanner.ops.metrics import attack_success_rate as asr_of_predictions
 
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -173,45 +176,53 @@ def train_model(arch: str | nn.Module, x: Tensor | None = None, y: Tensor | None
     return model, history
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Class predictions in eval mode (the model's mode is restored afterwards)."""
-    check_images(x)
-    was_training = model.training
-    model.eval()
-    dev = _model_device(model)
-    try:
-        preds = [model(xb.to(dev).contiguous(memory_format=torch.channels_last)).argmax(1).cpu()
-                 for xb in x.split(batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-
-
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
     """Clean data accuracy (CDA)."""
+    check_images(x)
     y = check_labels(y, len(x))
     if len(y) == 0:
         raise InputError("evaluate: empty test set")
-    return float((predict(model, x, batch_size) == y).float().mean())
+    return accuracy(predict(model, x, batch_size), y)
 
 
 def attack_success_rate(model: nn.Module, attack: Attack, x_test: Tensor, y_test: Tensor,
                         batch_size: int = 512) -> float:
     """Fraction of triggered test images whose true label is not the target that the model
-    classifies as the target (paper §3)."""
+    classifies as the target (paper §3; the arithmetic is :func:`scanner.ops.metrics.
+    attack_success_rate`). Unlike that one, an all-target test set is an input error here."""
+    check_images(x_test)
     y_test = check_labels(y_test, len(x_test))
-    keep = y_test != attack.config.target
+    target = attack.config.target
+    keep = y_test != target
     if not bool(keep.any()):
         raise InputError("attack_success_rate: every test image is of the target class")
-    xs = x_test[keep]
-    hits = 0
-    for xb in xs.split(batch_size):
-        pred = predict(model, attack.apply(xb), batch_size)
-        hits += int((pred == attack.config.target).sum())
-    return hits / len(xs)
+    stamped = torch.cat([attack.apply(xb) for xb in x_test[keep].split(batch_size)])
+    return asr_of_predictions(predict(model, stamped, batch_size), y_test[keep], target)
+
+
+def load_subset(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The first ``train_size`` CIFAR-10 training images (the shards are already shuffled) and
+    a class-stratified ``test_size`` slice of the test set (which is sorted by class).
+
+    Why here: the recipes train on it, and the lab's games and benchmarks draw their data from
+    it too, so there is one definition of "the first N images".
+    """
+    import numpy as np
+
+    from scanner.io.cifar import decode_jpeg_npz, shared_cifar10_dir, to_tensor
+
+    root = shared_cifar10_dir()
+    if root is None:
+        raise InputError("CIFAR-10 archive not found (expected ../shared/data/cifar10)")
+    xs, ys, need = [], [], train_size
+    for k in range(5):
+        if need <= 0:
+            break
+        x, y = decode_jpeg_npz(root / f"train_{k}.npz", limit=need)
+        xs.append(x)
+        ys.append(y)
+        need -= len(y)
+    x_tr, y_tr = np.concatenate(xs), np.concatenate(ys)
+    step = max(1, 10_000 // test_size)
+    x_te, y_te = decode_jpeg_npz(root / "test.npz", indices=np.arange(0, 10_000, step)[:test_size])
+    return (to_tensor(x_tr), torch.from_numpy(y_tr), to_tensor(x_te), torch.from_numpy(y_te))

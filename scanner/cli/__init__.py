@@ -10,7 +10,7 @@ from scanner.cli.console import Progress, eta_text
 
 
 def _register_lab() -> None:
-    from scanner.eval.cli import eval_app
+    from scanner.lab.cli import eval_app
 
     app.add_typer(eval_app, name="eval",
                   help="Evaluation harness: robustness and detectability games, self-poisoning "

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scanner.classifier import SplitClassifier, predict
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.latent import parameter_distance
 from scanner.ops.metrics import accuracy, paired_drop_se, within_drop
 
@@ -149,17 +150,13 @@ class RepairRun:
     :func:`finetune_loop` (NAD runs the loop twice in one context: teacher, then student)."""
 
     pivot: SplitClassifier  # frozen: eval mode, no gradients; the rollback state
-    x_tune: torch.Tensor
-    y_tune: torch.Tensor
-    x_held: torch.Tensor  # decides which state is kept (never trained on)
-    y_held: torch.Tensor
+    split: TrustedSplit  # tune: trained on; held: decides which state is kept (never trained on)
     g: torch.Generator  # seeded; batch order, augmentation and per-batch draws all come from it
     device: torch.device
     t0: float  # start time: the result's ``wall_s`` counts from here
 
 
-def start_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-                 x_held: torch.Tensor, y_held: torch.Tensor, device: torch.device | None,
+def start_repair(pivot: SplitClassifier, split: TrustedSplit, device: torch.device | None,
                  seed: int) -> tuple[RepairRun, SplitClassifier]:
     """Seed everything, freeze the pivot (eval, no grads); returns (the run, a trainable clone)."""
     t0 = time.perf_counter()
@@ -172,7 +169,7 @@ def start_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Ten
     tuned = pivot.clone()
     for p in tuned.parameters():
         p.requires_grad_(True)
-    return RepairRun(pivot, x_tune, y_tune, x_held, y_held, g, device, t0), tuned
+    return RepairRun(pivot, split, g, device, t0), tuned
 
 
 def pick_lr(cfg: FinetuneConfig, model: SplitClassifier) -> tuple[float, str]:
@@ -231,7 +228,8 @@ def finetune_loop(run: RepairRun, tuned: SplitClassifier, cfg: FinetuneConfig, s
     """
     hooks = hooks or LoopHooks()
     pivot, g, device = run.pivot, run.g, run.device
-    x_tune, y_tune, x_held, y_held = run.x_tune, run.y_tune, run.x_held, run.y_held
+    tune, held = run.split.tune, run.split.held
+    x_tune, y_tune, x_held, y_held = tune.x, tune.y, held.x, held.y
     pivot_pred = predict(pivot, x_held)  # kept for the drop's standard error at the end
     pivot_cda = accuracy(pivot_pred, y_held)
     keeper = BestWithinBudget(pivot, pivot_cda, cfg.max_cda_drop)

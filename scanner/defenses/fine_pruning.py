@@ -31,6 +31,7 @@ from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressF
                                    start_repair)
 from scanner.defenses.registry import DEFENSES
 from scanner.errors import InconclusiveError
+from scanner.io.trusted_split import TrustedSplit
 
 
 @dataclass
@@ -136,21 +137,20 @@ def zero_channels(model: SplitClassifier, target: PruneTarget, idx: torch.Tensor
 
 
 @DEFENSES.register("fine_pruning", config=FinePruningConfig, rank=1)
-def fine_pruning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-                 x_held: torch.Tensor, y_held: torch.Tensor, cfg: FinePruningConfig, *,
+def fine_pruning(pivot: SplitClassifier, split: TrustedSplit, cfg: FinePruningConfig, *,
                  device: torch.device | None = None, monitor: Monitor | None = None,
                  progress: ProgressFn | None = None) -> RepairResult:
     """Fine-Pruning: zero the lowest-activation channels of the last conv, then fine-tune."""
-    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    run, tuned = start_repair(pivot, split, device, cfg.seed)
     pivot, g = run.pivot, run.g
     target = find_prune_target(tuned)
-    n_probe = min(len(y_tune), cfg.sampled_batches * cfg.batch_size)
-    probe = x_tune[torch.randperm(len(y_tune), generator=g)[:n_probe]]
+    n_probe = min(len(split.tune.y), cfg.sampled_batches * cfg.batch_size)
+    probe = split.tune.x[torch.randperm(len(split.tune.y), generator=g)[:n_probe]]
     act = channel_activations(pivot, target, probe, cfg.batch_size)
     k = prune_count(cfg.prune_rate, target.channels)
     idx = torch.sort(torch.argsort(act, stable=True)[:k]).values
     zero_channels(tuned, target, idx)
-    pruned_cda = heldout_accuracy(tuned, x_held, y_held)
+    pruned_cda = heldout_accuracy(tuned, split.held.x, split.held.y)
     lr, kind = pick_lr(cfg, tuned)
     pruned_extra = monitor(tuned) if monitor else {}
     notes = [f"lr {lr:g} ({kind}); pruned {k}/{target.channels} channels of "

@@ -36,6 +36,7 @@ from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressF
                                    ce_step, finetune_loop, pick_lr, sgd_cosine, start_repair)
 from scanner.defenses.registry import DEFENSES
 from scanner.errors import InconclusiveError
+from scanner.io.trusted_split import TrustedSplit
 
 
 @dataclass
@@ -128,8 +129,7 @@ def tap_features(model: SplitClassifier, names: list[str]) -> nn.Module:
 
 
 @DEFENSES.register("nad", config=NADConfig, rank=2)
-def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-        x_held: torch.Tensor, y_held: torch.Tensor, cfg: NADConfig, *,
+def nad(pivot: SplitClassifier, split: TrustedSplit, cfg: NADConfig, *,
         device: torch.device | None = None, monitor: Monitor | None = None,
         progress: ProgressFn | None = None) -> RepairResult:
     """NAD: fine-tune a teacher, then distil its attention maps into the student (plus CE).
@@ -137,7 +137,7 @@ def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
     ``progress`` sees the teacher run first (its extras carry ``phase="teacher"``, steps out of
     ``teacher_steps``), then the student run (steps out of ``steps``).
     """
-    run, teacher = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    run, teacher = start_repair(pivot, split, device, cfg.seed)
     pivot = run.pivot
     lr, kind = pick_lr(cfg, teacher)
     t_steps = cfg.teacher_steps if cfg.teacher_steps is not None else max(1, cfg.steps // 2)
@@ -150,7 +150,7 @@ def nad(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
     for p in teacher.parameters():
         p.requires_grad_(False)
     t_extra = monitor(teacher) if monitor else {}
-    layers = stage_outputs(pivot, x_tune)[-cfg.n_layers:] if cfg.n_layers > 0 else []
+    layers = stage_outputs(pivot, split.tune.x)[-cfg.n_layers:] if cfg.n_layers > 0 else []
     notes = [f"lr {lr:g} ({kind}), p {cfg.power:g}, lambda_at {cfg.lambda_at:g}; "
              f"attention at {', '.join(layers) or 'no layer'}",
              f"teacher: {t_steps} CE steps, kept step {tres.best_step}, held-out accuracy "

@@ -81,28 +81,27 @@ def stamp_half(trigger: TriggerSet, frac: float):
 
 
 @DEFENSES.register("nc_repair", config=NCRepairConfig, rank=4)
-def nc_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-              x_held: torch.Tensor, y_held: torch.Tensor, cfg: NCRepairConfig, *,
+def nc_repair(pivot: SplitClassifier, split: TrustedSplit, cfg: NCRepairConfig, *,
               device: torch.device | None = None, monitor: Monitor | None = None,
               progress: ProgressFn | None = None,
               detection: DetectionResult | None = None) -> RepairResult:
     """Neural Cleanse repair: reverse the triggers, unlearn the suspicious class's trigger."""
-    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    run, tuned = start_repair(pivot, split, device, cfg.seed)
     pivot, device = run.pivot, run.device
     if detection is None or detection.triggers is None:
         num_classes = cfg.num_classes
         if num_classes is None:
             with torch.no_grad():
-                num_classes = int(pivot(x_tune[:1].to(device)).shape[-1])
+                num_classes = int(pivot(split.tune.x[:1].to(device)).shape[-1])
         detector = NCDetector(dataclasses.replace(cfg.inversion, seed=cfg.seed))
-        detection = detector(pivot, TrustedSplit.of(x_tune, y_tune, x_held, y_held), num_classes,
+        detection = detector(pivot, split, num_classes,
                              device=device, progress=progress)
         source = f"reversed {num_classes} triggers in {detection.wall_s:.1f}s"
     else:
         source = "reused the given Neural Cleanse detection"
     cls, why = choose_class(detection)
     trig = single_trigger(detection.triggers, cls)
-    asr0 = trigger_success(pivot, trig, x_held, y_held)[0]
+    asr0 = trigger_success(pivot, trig, split.held.x, split.held.y)[0]
     lr, kind = pick_lr(cfg, tuned)
     notes = [f"lr {lr:g} ({kind}); {source}; {why}; reversed trigger ASR on the suspect model "
              f"{asr0:.3f}"]
@@ -112,7 +111,7 @@ def nc_repair(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor
         was_training = model.training
         model.eval()  # trigger_success does not switch modes; live BN must not see these batches
         try:
-            return {**extra, "reversed_asr": trigger_success(model, trig, x_held, y_held)[0]}
+            return {**extra, "reversed_asr": trigger_success(model, trig, split.held.x, split.held.y)[0]}
         finally:
             model.train(was_training)
 

@@ -38,6 +38,7 @@ from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressF
 from scanner.defenses.registry import DEFENSES
 from scanner.defenses.unlearn import OnlineTriggers, UnlearnConfig, unlearning_loss
 from scanner.detectors.result import DetectionResult
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.latent import class_centroids, parameter_distance, slol_paper
 
 
@@ -105,8 +106,7 @@ def slol_terms(pivot_c: torch.Tensor, tuned_c: torch.Tensor) -> tuple[torch.Tens
 @DEFENSES.register("pivotal", config=PivotalConfig, rank=0,
                    summary="Pivotal Tuning with focused trigger unlearning and pivot "
                            "distillation (the default repair)")
-def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-                   x_held: torch.Tensor, y_held: torch.Tensor, cfg: PivotalConfig, *,
+def pivotal_tuning(pivot: SplitClassifier, split: TrustedSplit, cfg: PivotalConfig, *,
                    device: torch.device | None = None, monitor: Monitor | None = None,
                    progress: ProgressFn | None = None,
                    detection: DetectionResult | None = None) -> RepairResult:
@@ -114,13 +114,12 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
 
     ``detection``: a detection of the same model (the scan's); ``focus`` takes its top class.
     """
-    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    run, tuned = start_repair(pivot, split, device, cfg.seed)
     pivot, g, device = run.pivot, run.g, run.device
     notes: list[str] = []
     suspect = None
     if cfg.unlearn > 0 and cfg.focus > 0:
-        suspect, detection, why = find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg,
-                                               detection, device, progress)
+        suspect, detection, why = find_suspect(pivot, split, cfg, detection, device, progress)
         notes.append(why)
     lr, kind = pick_lr(cfg, tuned)
     notes.insert(0, f"lr {lr:g} ({kind}), lambda_S {cfg.lambda_s:g}, lambda_P {cfg.lambda_p:g}")
@@ -129,8 +128,8 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     triggers = None
     if cfg.unlearn > 0:
         with torch.no_grad():
-            k = pivot(x_tune[:1].to(device)).shape[1]
-        triggers = OnlineTriggers(k, tuple(x_tune.shape[1:]),
+            k = pivot(split.tune.x[:1].to(device)).shape[1]
+        triggers = OnlineTriggers(k, tuple(split.tune.x.shape[1:]),
                                   UnlearnConfig(frac=cfg.unlearn_frac,
                                                 mask_cost=cfg.unlearn_mask_cost,
                                                 target_fooled=cfg.unlearn_target), g, device)
@@ -166,18 +165,18 @@ def pivotal_tuning(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.T
     if suspect is not None:
         res.info.update(focus_class=suspect, focus_score=detection.model_score)
     if not res.moved and cfg.lr_retries > 0:
-        return _retry_at_half_lr(res, lr, pivot, x_tune, y_tune, x_held, y_held, cfg,
+        return _retry_at_half_lr(res, lr, pivot, split, cfg,
                                  device=device, monitor=monitor, progress=progress,
                                  detection=detection)
     return res
 
 
-def _retry_at_half_lr(failed: RepairResult, lr: float, pivot, x_tune, y_tune, x_held, y_held,
-                      cfg: PivotalConfig, **kw) -> RepairResult:
+def _retry_at_half_lr(failed: RepairResult, lr: float, pivot: SplitClassifier,
+                      split: TrustedSplit, cfg: PivotalConfig, **kw) -> RepairResult:
     """The same repair (same seed, same suspect: the detection is handed over) at ``lr / 2``;
     the failed run's notes and time are carried into the result."""
     retry = dataclasses.replace(cfg, lr=lr / 2, lr_retries=cfg.lr_retries - 1)
-    res = pivotal_tuning(pivot, x_tune, y_tune, x_held, y_held, retry, **kw)
+    res = pivotal_tuning(pivot, split, retry, **kw)
     res.notes = failed.notes + [f"nothing was kept at lr {lr:g}: tried again at lr {lr / 2:g}"] \
         + res.notes
     res.wall_s += failed.wall_s
@@ -185,20 +184,19 @@ def _retry_at_half_lr(failed: RepairResult, lr: float, pivot, x_tune, y_tune, x_
     return res
 
 
-def find_suspect(pivot, x_tune, y_tune, x_held, y_held, cfg: PivotalConfig,
+def find_suspect(pivot: SplitClassifier, split: TrustedSplit, cfg: PivotalConfig,
                  detection: DetectionResult | None, device, progress) -> tuple:
     """(class, detection, note): the detection's top class, inverting here when none is given."""
     from scanner.detectors.inversion import InversionConfig
     from scanner.detectors.neural_cleanse import MaskDetector
-    from scanner.io.trusted_split import TrustedSplit
 
     source = (detection.extra.get("source") if detection is not None else None) \
         or "the given detection"
     if detection is None:
         with torch.no_grad():
-            k = int(pivot(x_tune[:1].to(device)).shape[1])
+            k = int(pivot(split.tune.x[:1].to(device)).shape[1])
         detector = MaskDetector(InversionConfig(steps=cfg.focus_steps, seed=cfg.seed))
-        detection = detector(pivot, TrustedSplit.of(x_tune, y_tune, x_held, y_held), k,
+        detection = detector(pivot, split, k,
                              device=device, progress=progress)
         source = f"a {cfg.focus_steps}-step mask inversion ({detection.wall_s:.0f} s)"
     c = detection.top_class

@@ -1,6 +1,6 @@
 """Repair methods by name: Pivotal Tuning and the paper's baselines behind one interface.
 
-Every defense is ``run(pivot, x_tune, y_tune, x_held, y_held, cfg, *, device=None, monitor=None,
+Every defense is ``run(pivot, split, cfg, *, device=None, monitor=None,
 progress=None) -> RepairResult`` with a dataclass config that has ``for_device(device,
 **overrides)`` (CPU-sized defaults; the paper's Table 5 scale on CUDA). A defense module
 registers its repair function with ``@DEFENSES.register(name, config=ConfigClass, rank=n)``;
@@ -8,7 +8,7 @@ registers its repair function with ``@DEFENSES.register(name, config=ConfigClass
 to be imported first.
 
     cfg_cls, run = get_defense("fine_pruning")
-    result = run(model, x_tune, y_tune, x_held, y_held, cfg_cls(prune_rate=0.9))
+    result = run(model, split, cfg_cls(prune_rate=0.9))  # split: a TrustedSplit
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from scanner.defenses.base import RepairResult
 from scanner.errors import InputError
+from scanner.io.trusted_split import TrustedSplit
 from scanner.registry import Registry
 
 # The modules whose import registers the built-in defenses.
@@ -48,7 +49,7 @@ class Defense(NamedTuple):
 
 def list_defenses() -> list[str]:
     """Registered defense names, Pivotal Tuning first, then the baselines."""
-    return [e.name for e in sorted(DEFENSES, key=lambda e: e.meta["rank"])]
+    return DEFENSES.names()
 
 
 def _entry(name: str):
@@ -100,9 +101,7 @@ def config_for(cls, name: str, device: torch.device | str | None = None, **overr
     return cls.for_device(torch.device(device or "cpu"), **overrides)
 
 
-def run_defense(name: str, pivot, x_tune: torch.Tensor, y_tune: torch.Tensor,
-                x_held: torch.Tensor, y_held: torch.Tensor, cfg=None, **kwargs: Any
-                ) -> RepairResult:
+def run_by_name(name: str, pivot, split: TrustedSplit, cfg=None, **kwargs: Any) -> RepairResult:
     """Run defense ``name`` (config from ``make_config`` on the model's device when not given)."""
     d = get_defense(name)
     if cfg is None:
@@ -110,4 +109,4 @@ def run_defense(name: str, pivot, x_tune: torch.Tensor, y_tune: torch.Tensor,
         cfg = make_config(name, dev)
     elif not isinstance(cfg, d.config):
         raise InputError(f"defense {name!r} needs a {d.config.__name__}, got {type(cfg).__name__}")
-    return d.run(pivot, x_tune, y_tune, x_held, y_held, cfg, **kwargs)
+    return d.run(pivot, split, cfg, **kwargs)

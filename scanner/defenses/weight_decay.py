@@ -15,6 +15,7 @@ from scanner.classifier import SplitClassifier
 from scanner.defenses.base import (FinetuneConfig, LoopHooks, Monitor, ProgressFn, RepairResult,
                                    ce_step, finetune_loop, pick_lr, sgd_cosine, start_repair)
 from scanner.defenses.registry import DEFENSES
+from scanner.io.trusted_split import TrustedSplit
 
 
 @dataclass
@@ -25,12 +26,11 @@ class WeightDecayConfig(FinetuneConfig):
 
 
 @DEFENSES.register("weight_decay", config=WeightDecayConfig, rank=3)
-def weight_decay_finetune(pivot: SplitClassifier, x_tune: torch.Tensor, y_tune: torch.Tensor,
-                          x_held: torch.Tensor, y_held: torch.Tensor, cfg: WeightDecayConfig, *,
+def weight_decay_finetune(pivot: SplitClassifier, split: TrustedSplit, cfg: WeightDecayConfig, *,
                           device: torch.device | None = None, monitor: Monitor | None = None,
                           progress: ProgressFn | None = None) -> RepairResult:
     """Weight decay: cross-entropy fine-tuning with a large L2 weight decay."""
-    run, tuned = start_repair(pivot, x_tune, y_tune, x_held, y_held, device, cfg.seed)
+    run, tuned = start_repair(pivot, split, device, cfg.seed)
     lr, kind = pick_lr(cfg, tuned)
     notes = [f"lr {lr:g} ({kind}), weight decay {cfg.weight_decay:g}"]
     opt, sched = sgd_cosine(tuned.parameters(), lr, cfg.steps, momentum=cfg.momentum,

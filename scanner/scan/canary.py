@@ -28,6 +28,7 @@ from torch import Tensor
 from scanner.classifier import SplitClassifier, predict
 from scanner.defenses.base import augment_batch
 from scanner.errors import InputError
+from scanner.io.trusted_split import TrustedSplit
 from scanner.ops.metrics import accuracy, attack_success_rate, within_drop
 from scanner.scan.progress import phase
 from scanner.scan.request import ScanRequest
@@ -88,11 +89,12 @@ def stamp_canary(x: Tensor, patch: Tensor) -> Tensor:
     return x
 
 
-def implant_canary(model: SplitClassifier, x_tune: Tensor, y_tune: Tensor, x_held: Tensor,
-                   y_held: Tensor, num_classes: int, cfg: CanaryConfig, *,
+def implant_canary(model: SplitClassifier, split: TrustedSplit, num_classes: int,
+                   cfg: CanaryConfig, *,
                    device: torch.device | None = None) -> CanaryImplant:
     """Fine-tune a copy of ``model`` so that the canary patch maps every image to one class."""
     t0 = time.perf_counter()
+    x_tune, y_tune, x_held, y_held = split.tune.x, split.tune.y, split.held.x, split.held.y
     device = device or next(model.parameters()).device
     g = torch.Generator().manual_seed(cfg.seed)
     target = int(torch.randint(0, num_classes, (1,), generator=g))
@@ -171,8 +173,7 @@ def run_canary(model, split, num_classes: int, request: ScanRequest, progress, r
     if check is not None:
         check()
     with loops(request):
-        implant = implant_canary(model, split.tune.x, split.tune.y, split.held.x, split.held.y,
-                                 num_classes, CanaryConfig(steps=request.budget.canary_steps,
+        implant = implant_canary(model, split, num_classes, CanaryConfig(steps=request.budget.canary_steps,
                                                            seed=request.seed),
                                  device=request.torch_device)
     canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,

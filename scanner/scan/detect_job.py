@@ -61,7 +61,7 @@ def calibration_repair(model, split: TrustedSplit, request: ScanRequest, progres
     cfg = PivotalConfig.for_device(request.torch_device, steps=budget.repair_steps,
                                    batch_size=budget.repair_batch, seed=request.seed,
                                    max_cda_drop=request.max_cda_drop, **CALIBRATION)
-    return pivotal_tuning(model, split.tune.x, split.tune.y, split.held.x, split.held.y, cfg,
+    return pivotal_tuning(model, split, cfg,
                           device=request.torch_device, progress=phase(progress, "pivotal tuning"))
 
 

@@ -42,7 +42,7 @@ def run_defense(model, split: TrustedSplit, request: ScanRequest, progress=None,
     cfg = config_for(cfg_cls, name, request.torch_device, **{**kw, **request.repair_params})
     with loops(request):
         extra = {"detection": detection} if detection is not None else {}
-        return fn(model, split.tune.x, split.tune.y, split.held.x, split.held.y, cfg,
+        return fn(model, split, cfg,
                   device=request.torch_device, progress=phase(progress, f"repair ({name})"),
                   **extra)
 

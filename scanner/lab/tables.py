@@ -1,8 +1,8 @@
-"""Paper-shaped tables from a games results file (JSONL, see :mod:`scanner.eval.games`).
+"""Paper-shaped tables from a games results file (JSONL, see :mod:`scanner.lab.rows`).
 
 - :func:`table2`: per (attack, m): CDA, ASR and detectability ROC AUC per detector (paper Table 2),
   with a "No backdoor" row for the clean models. AUC cells read ``0.76 ± 0.05`` (± = bootstrap
-  standard error over models, see :func:`scanner.eval.metrics.auc_with_uncertainty`).
+  standard error over models, see :func:`scanner.lab.metrics.auc_with_uncertainty`).
 - :func:`table3`: remaining ASR η per attack × defense × r (paper Table 3, data efficiency v_r).
 
 Both render as aligned text or as a Markdown table.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from scanner.eval.metrics import auc_with_uncertainty, mean_std
+from scanner.lab.metrics import auc_with_uncertainty, mean_std
 
 
 def _order(values) -> list:

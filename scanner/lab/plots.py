@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from scanner.errors import InputError
-from scanner.eval.metrics import auc_with_uncertainty, mean_std
+from scanner.lab.metrics import auc_with_uncertainty, mean_std
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or an InputError that says how to install it.
+
+    Public so that ``scan eval plots`` can fail before reading any rows.
+    """
     try:
         import matplotlib
     except ImportError:
@@ -40,6 +44,16 @@ def _r_label(r: float) -> str:
     return f"{r * 100:g}%" if r < 1 else f"{int(r)} images"
 
 
+def _save(plt, fig, ax, path: Path, dpi: int) -> Path:
+    """Grid, legend, tight layout; write ``path`` and free the figure (many panels per run)."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _mean_curve(runs: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean ASR and CDA per checkpoint step over runs (steps present in every run)."""
     steps = sorted(set.intersection(*(set(c["step"] for c in t) for t in runs)))
@@ -55,7 +69,7 @@ def tradeoff_plots(rows: list[dict], out_dir: str | Path, *, dpi: int = 120) -> 
     rob = [r for r in rows if r.get("game") == "robustness" and r.get("trajectory")]
     if not rob:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     panels = defaultdict(list)
@@ -86,13 +100,8 @@ def tradeoff_plots(rows: list[dict], out_dir: str | Path, *, dpi: int = 120) -> 
         ax.set_xlim(-0.03, 1.03)
         ax.set_title(f"{attack}: repair trade-off, r = {_r_label(rr)}\n{setting}  (★ = η)",
                      fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        p = out_dir / f"tradeoff_{_slug(attack, 'r' + format(rr, 'g'), setting)}.png"
-        fig.savefig(p, dpi=dpi)
-        plt.close(fig)
-        paths.append(p)
+        name = f"tradeoff_{_slug(attack, 'r' + format(rr, 'g'), setting)}.png"
+        paths.append(_save(plt, fig, ax, out_dir / name, dpi))
     return paths
 
 
@@ -103,7 +112,7 @@ def detectability_plots(rows: list[dict], out_dir: str | Path, *, dpi: int = 120
     pois = [r for r in det if r["label"]]
     if not pois:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -140,11 +149,6 @@ def detectability_plots(rows: list[dict], out_dir: str | Path, *, dpi: int = 120
         ax.set_xlabel("poisoned samples m")
         ax.set_ylabel("ASR / ROC AUC")
         ax.set_title(f"{attack}: effectiveness and detectability\n{setting}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        p = out_dir / f"detectability_{_slug(attack, setting)}.png"
-        fig.savefig(p, dpi=dpi)
-        plt.close(fig)
-        paths.append(p)
+        name = f"detectability_{_slug(attack, setting)}.png"
+        paths.append(_save(plt, fig, ax, out_dir / name, dpi))
     return paths

@@ -1,4 +1,4 @@
-"""scanner.eval: games, metrics, resume, tables, plots, self-poisoning search, CLI.
+"""scanner.lab: games, metrics, resume, tables, plots, self-poisoning search, benchmarks, CLI.
 
 The games run on a 2-conv CNN over 8x8 synthetic images (4 classes, one template each) poisoned
 by the real BadNets attack with a 3x3 patch; a fake builder trains those in about a second and
@@ -7,13 +7,13 @@ counts its calls, so resuming can be checked without CIFAR-10.
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-
-from scanner.scan.canary import CanaryConfig
 import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
@@ -22,14 +22,20 @@ from scanner.attacks import get_attack
 from scanner.budget import Budget
 from scanner.classifier import SplitClassifier
 from scanner.errors import InputError
-from scanner.eval.cli import eval_app
-from scanner.eval.games import (Built, GameData, Meter, ResultStore, ZooSpec, detection_score,
-                                make_recipe, parse_r, robustness_game, row_key, run_detectability,
-                                run_robustness)
-from scanner.eval.metrics import auc_with_uncertainty, select_eta
-from scanner.eval.search import parse_grid, self_poison_search, write_policy
-from scanner.eval.tables import format_table, table2, table3
 from scanner.io.data import TrustedData
+from scanner.lab.cli import eval_app
+from scanner.lab.data import GameData
+from scanner.lab.detectability import detection_score, run_detectability
+from scanner.lab.meter import Meter
+from scanner.lab.metrics import auc_with_uncertainty, select_eta
+from scanner.lab.parsing import parse_grid, parse_r
+from scanner.lab.robustness import robustness_game, run_robustness
+from scanner.lab.rows import RowStore, row_key
+from scanner.lab.search import self_poison_search
+from scanner.lab.search_policy import write_policy
+from scanner.lab.tables import format_table, table2, table3
+from scanner.lab.zoo import Built, ZooSpec, make_recipe
+from scanner.scan import CanaryConfig
 from scanner.io.spec import InputSpec
 from scanner.ops.metrics import roc_auc
 
@@ -185,7 +191,7 @@ def test_robustness_game_on_a_tiny_backdoor(data, builder):
 
 
 def test_robustness_zoo_resumes(tmp_path, data, builder):
-    store = ResultStore(tmp_path / "res.jsonl")
+    store = RowStore(tmp_path / "res.jsonl")
     kw = dict(attacks=[("badnets", 96)], defenses=["weight_decay", "pivotal"], seeds=[0, 1],
               spec=SPEC_ZOO, overrides={"weight_decay": TINY, "pivotal": TINY})
     calls = builder.calls
@@ -197,12 +203,12 @@ def test_robustness_zoo_resumes(tmp_path, data, builder):
     assert r0["key"] == row_key("robustness", r0["recipe_key"], r0["defense"], 0.25, r0["seed"])
     assert r0["n_trusted"] == 120 and r0["n_tune"] + r0["n_held"] == 120
 
-    store2 = ResultStore(tmp_path / "res.jsonl")  # a rerun: nothing to do, nothing built
+    store2 = RowStore(tmp_path / "res.jsonl")  # a rerun: nothing to do, nothing built
     c2 = run_robustness(store2, builder, data, rs=[0.25], **kw)
     assert c2 == {"ran": 0, "skipped": 4, "models_built": 0} and builder.calls == calls + 2
     with open(tmp_path / "res.jsonl", "a") as f:
         f.write('{"key": "trunc')  # a run killed mid-line
-    store3 = ResultStore(tmp_path / "res.jsonl")
+    store3 = RowStore(tmp_path / "res.jsonl")
     assert store3.skipped == 1
     c3 = run_robustness(store3, builder, data, rs=[0.25, 0.5], **kw)  # only the new r runs
     assert c3 == {"ran": 4, "skipped": 4, "models_built": 2}
@@ -217,7 +223,7 @@ def test_detectability_zoo_and_resume(tmp_path, data, builder):
         meter = Meter(data.x_test, data.y_test, get_attack("badnets", m=1, size_frac=0.375))
         return {"score": meter(model)["asr"], "flagged": [], "top_class": 0, "wall_s": 0.0}
 
-    store = ResultStore(tmp_path / "det.jsonl")
+    store = RowStore(tmp_path / "det.jsonl")
     kw = dict(attacks=[("badnets", 96)], detectors=["mask", "nc"], repeats=2, spec=SPEC_ZOO,
               r=40, detect_fn=fake_detect)
     c = run_detectability(store, builder, data, **kw)
@@ -226,7 +232,7 @@ def test_detectability_zoo_and_resume(tmp_path, data, builder):
     rows = store.rows
     assert sum(r["label"] for r in rows) == 4 and all(r["n_trusted"] == 40 for r in rows)
     assert all(r["asr"] is None for r in rows if not r["label"])
-    c2 = run_detectability(ResultStore(tmp_path / "det.jsonl"), builder, data, **kw)
+    c2 = run_detectability(RowStore(tmp_path / "det.jsonl"), builder, data, **kw)
     assert c2 == {"ran": 0, "skipped": 8, "models_built": 0}
     text = table2(store.rows, n_boot=50)
     assert "No backdoor" in text and "AUC mask" in text and "AUC nc" in text
@@ -306,7 +312,7 @@ def test_table3_shape():
 
 def test_plots_write_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from scanner.eval.plots import detectability_plots, tradeoff_plots
+    from scanner.lab.plots import detectability_plots, tradeoff_plots
 
     paths = tradeoff_plots(hand_rows(), tmp_path) + detectability_plots(hand_rows(), tmp_path,
                                                                          n_boot=50)
@@ -316,7 +322,7 @@ def test_plots_write_pngs(tmp_path):
 
 
 def test_plots_without_matplotlib_say_how_to_install(monkeypatch, tmp_path):
-    from scanner.eval import plots
+    from scanner.lab import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(InputError) as exc:
@@ -362,7 +368,8 @@ def test_cli_help_documents_every_command():
     runner = CliRunner()
     res = runner.invoke(eval_app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("robustness", "detectability", "search", "tables", "plots"):
+    for cmd in ("robustness", "detectability", "search", "tables", "plots", "bench-detect",
+                "bench-repair", "bench-precision", "attack-table"):
         assert cmd in res.output
         sub = runner.invoke(eval_app, [cmd, "--help"])
         assert sub.exit_code == 0 and "Examples:" in sub.output, cmd
@@ -389,7 +396,7 @@ def test_cli_tables_and_errors(tmp_path, monkeypatch):
 
 
 def test_recipe_builder_reuses_a_cached_model_under_another_name(tmp_path, data):
-    from scanner.eval.games import RecipeBuilder
+    from scanner.lab.zoo import RecipeBuilder
 
     recipe = make_recipe(ZooSpec(), "badnets", 1000, 100)
     d = tmp_path / recipe.key()
@@ -403,14 +410,12 @@ def test_recipe_builder_reuses_a_cached_model_under_another_name(tmp_path, data)
     assert b.find_cached(make_recipe(ZooSpec(), "badnets", 1000, 101)) is None
 
 
-def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
+def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path):
     """Two benchmark runs over halves of a zoo append to one file; --summarize reads it whole.
 
     Hand check: backdoored scores {0.9, 0.4}, clean {0.5, 0.1}: of 4 (pos, neg) pairs, 3 are
     ordered right (0.9>0.5, 0.9>0.1, 0.4>0.1), so AUC = 0.75. A rerun row replaces the older one.
     """
-    from scanner.eval.bench_detect import main as bench_main
-
     def row(name, bd, score, drop=0.0):
         return {"model": name, "backdoored": bd, "target": 1 if bd else None, "arch": "a",
                 "cda": 0.7, "asr_before": 0.9 if bd else 0.05, "ratio_score": score,
@@ -422,8 +427,9 @@ def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
             row("c2", False, 0.1), row("b1", True, 0.9, exact)]  # b1 rerun: 0.9 replaces 0.2
     f = tmp_path / "rows.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert bench_main(["--summarize", str(f), "--methods", "ratio"]) == 0
-    out = capsys.readouterr().out
+    res = CliRunner().invoke(eval_app, ["bench-detect", "--summarize", str(f), "--methods", "ratio"])
+    assert res.exit_code == 0, res.output
+    out = res.output
     assert "ROC AUC ratio: 0.750" in out
     assert sum(line.startswith(("b1", "b2", "c1", "c2")) for line in out.splitlines()) == 4
     assert exact > 0.02 and ("2/2 backdoored models at real-trigger ASR <= 0.05, 1/2 also with "
@@ -431,31 +437,29 @@ def test_bench_detect_summarize_merges_runs_and_computes_auc(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag", ["--jobs", "--threads"])
-def test_bench_detect_refuses_a_nonpositive_worker_count(flag, capsys):
+def test_bench_detect_refuses_a_nonpositive_worker_count(flag):
     """--jobs 0 would build an empty process pool (an opaque ValueError); say what is wrong."""
-    from scanner.eval.bench_detect import main as bench_main
-
-    assert bench_main(["--models", "nothing-*.onnx", flag, "0"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    res = CliRunner().invoke(eval_app, ["bench-detect", "--models", "nothing-*.onnx", flag, "0"])
+    assert isinstance(res.exception, InputError) and "at least 1" in str(res.exception)
 
 
 def test_bench_detect_counts_flags_at_the_gate_threshold():
     """mask flags at >= 3.5: backdoored 5.0 (right class) and 4.0 (wrong class), clean 3.6 and
     1.0, so 2/2 backdoored flagged, 1 at the target, and 1/2 clean flagged."""
-    from scanner.eval.bench_detect import _flag_counts
+    from scanner.lab.bench_detect import flag_counts
 
     rows = [{"backdoored": True, "target": 3, "mask_score": 5.0, "nc_top": 3},
             {"backdoored": True, "target": 3, "mask_score": 4.0, "nc_top": 7},
             {"backdoored": False, "target": 0, "mask_score": 3.6, "nc_top": 1},
             {"backdoored": False, "target": 0, "mask_score": 1.0, "nc_top": 1}]
-    assert _flag_counts(rows, "mask") == ("mask >= 3.5: backdoored flagged 2/2 (1 at the target), "
-                                          "clean flagged 1/2")
+    assert flag_counts(rows, "mask") == ("mask >= 3.5: backdoored flagged 2/2 (1 at the target), "
+                                         "clean flagged 1/2")
 
 
-def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
+def test_bench_repair_counts_the_issue_target_per_config(tmp_path):
     """ASR <= 0.05 and a test-accuracy drop <= 2 points, by the state the repair keeps; a repair
     that never moved counts as a failure whatever its numbers."""
-    from scanner.eval.bench_repair import main as bench_repair_main, meets_target
+    from scanner.lab.repair_summary import meets_target
 
     base = {"target": 0, "asr_before": 0.99, "cda_before": 0.70, "kept_step": 300,
             "held_drop": 0.01, "wall_s": 60.0, "trajectory": []}
@@ -470,21 +474,22 @@ def test_bench_repair_counts_the_issue_target_per_config(tmp_path, capsys):
     assert [meets_target(r) for r in rows] == [True, False, False, False]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert bench_repair_main(["--summarize", str(path)]) == 0  # no --models needed
-    out = capsys.readouterr().out
-    assert "config {}: 1/2 at ASR <= 0.05 with test CDA drop <= 2 points (2/2 at the ASR alone)" in out
-    assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in out and "(0/2 at the ASR alone)" in out
-    with pytest.raises(SystemExit) as e:  # without --summarize, --models is required
-        bench_repair_main([])
-    assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:  # measured per checkpoint only
-        bench_repair_main(["--models", str(path), "--held-views"])
-    assert e.value.code == 2
+    runner = CliRunner()
+    res = runner.invoke(eval_app, ["bench-repair", "--summarize", str(path)])  # no --models needed
+    assert res.exit_code == 0, res.output
+    assert ("config {}: 1/2 at ASR <= 0.05 with test CDA drop <= 2 points (2/2 at the ASR "
+            "alone)") in res.output
+    assert 'config {"x": 1}: 0/2 at ASR <= 0.05' in res.output
+    assert "(0/2 at the ASR alone)" in res.output
+    res = runner.invoke(eval_app, ["bench-repair"])  # without --summarize, --models is required
+    assert isinstance(res.exception, InputError) and "--models" in str(res.exception)
+    res = runner.invoke(eval_app, ["bench-repair", "--models", str(path), "--held-views"])
+    assert isinstance(res.exception, InputError) and "--trajectory" in str(res.exception)
 
 
 def test_fixed_views_by_hand():
     """View 0 is the batch, view 1 its mirror, the others reflect-padded shifts of it."""
-    from scanner.eval.bench_repair import fixed_views
+    from scanner.lab.bench_repair import fixed_views
 
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
     v = fixed_views(x, shift=1)
@@ -499,19 +504,22 @@ def test_fixed_views_by_hand():
 
 def test_bench_repair_config_may_set_the_held_out_share():
     """``holdout`` is the trusted split's share, taken out of the PivotalConfig overrides; a bad
-    share or a non-object config is refused before any work (exit 2)."""
-    from scanner.eval.bench_repair import main as bench_repair_main, parse_config
+    share, a non-object config or an unknown knob is refused before any work (exit 2)."""
+    from scanner.lab.bench_repair import parse_config
 
     assert parse_config("{}") == (0.2, {})
     assert parse_config('{"holdout": 0.4, "focus": 0.5}') == (0.4, {"focus": 0.5})
-    for bad in ('{"holdout": 1.0}', '{"holdout": 0}', "[1]"):
-        with pytest.raises(ValueError):
+    for bad in ('{"holdout": 1.0}', '{"holdout": 0}', "[1]", "{"):
+        with pytest.raises(InputError):
             parse_config(bad)
-    assert bench_repair_main(["--models", __file__, "--config", '{"holdout": 2}']) == 2
+    runner = CliRunner()
+    for bad in ('{"holdout": 2}', '{"bogus_knob": 1}'):
+        res = runner.invoke(eval_app, ["bench-repair", "--models", __file__, "--config", bad])
+        assert isinstance(res.exception, InputError), bad
 
 
 def test_bench_repair_floor_table_takes_the_worst_model_per_class():
-    from scanner.eval.bench_repair import floor_lines
+    from scanner.lab.repair_summary import floor_lines
 
     lines = floor_lines([{"model": "a.onnx", "cda": 0.7, "asr": [0.01, 0.06, 0.02]},
                          {"model": "b.onnx", "cda": 0.8, "asr": [0.03, 0.04, 0.00]}], "badnets")
@@ -535,7 +543,7 @@ def test_run_jobs_gives_every_result_in_and_out_of_process(jobs):
     import functools
     import os
 
-    from scanner.eval.jobs import run_jobs
+    from scanner.lab.jobs import run_jobs
 
     got = []
     run_jobs(functools.partial(_job_power, exp=3), [(b,) for b in range(6)], jobs, got.append)
@@ -548,23 +556,79 @@ def test_run_jobs_gives_every_result_in_and_out_of_process(jobs):
         run_jobs(_job_power, [(2,)], 0, lambda r: None)
 
 
-def test_benchmark_rows_round_trip_and_model_lookup(tmp_path):
-    """--out rows append (a rerun's row replaces the older one on reading); a typo in --models
-    or --jobs fails before any work."""
-    from scanner.eval.jobs import append_row, find_models, read_rows
+def _bench_row(name: str, v: int) -> dict:
+    return {"key": f"k|{name}", "model": name, "v": v}
 
-    out = str(tmp_path / "rows.jsonl")
-    append_row(out, {"model": "a", "v": 1})
-    append_row(out, {"model": "b", "v": 2})
-    append_row(out, {"model": "a", "v": 3})
-    append_row(None, {"model": "c", "v": 4})  # no --out: nothing written
-    assert sorted((r["model"], r["v"]) for r in read_rows(out, key=lambda r: r["model"])) == [
+
+def test_benchmark_rows_resume_and_model_lookup(tmp_path):
+    """A benchmark's rows go to the one row store: a rerun runs only the missing keys, and its
+    summary still sees every row; --summarize merges by model (the later row wins). A typo in
+    --models or --jobs fails before any work."""
+    from scanner.lab.jobs import find_models, run_rows
+    from scanner.lab.rows import latest, load_rows
+
+    out = tmp_path / "rows.jsonl"
+    ran = []
+    work = [(f"k|{n}", (n, i)) for i, n in enumerate(["a", "b"])]
+    rows, skipped = run_rows(_bench_row, work, 1, RowStore(out), ran.append)
+    assert skipped == 0 and [r["model"] for r in ran] == ["a", "b"] == [r["model"] for r in rows]
+    ran.clear()
+    work.append(("k|c", ("c", 7)))
+    rows, skipped = run_rows(_bench_row, work, 1, RowStore(out), ran.append)
+    assert skipped == 2 and [r["model"] for r in ran] == ["c"]
+    assert sorted(r["model"] for r in rows) == ["a", "b", "c"]
+    rows, skipped = run_rows(_bench_row, [("k|d", ("d", 1))], 1, None)  # no --out: nothing kept
+    assert skipped == 0 and len(load_rows(out)) == 3
+    legacy = [{"model": "a", "v": 1}, {"model": "b", "v": 2}, {"model": "a", "v": 3}]
+    assert sorted((r["model"], r["v"]) for r in latest(legacy, key=lambda r: r["model"])) == [
         ("a", 3), ("b", 2)]
     (tmp_path / "m1.onnx").write_bytes(b"")
     (tmp_path / "m2.onnx").write_bytes(b"")
     pat = str(tmp_path / "*.onnx")
     assert find_models([pat, pat], 1, 1) == [str(tmp_path / "m1.onnx"), str(tmp_path / "m2.onnx")]
-    with pytest.raises(ValueError, match="no models"):
+    with pytest.raises(InputError, match="no models"):
         find_models([str(tmp_path / "*.pt")], 1, 1)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(InputError, match="at least 1"):
         find_models([pat], 0, 1)
+
+
+def _private_imports(path: Path, lab_only_external: bool) -> list[str]:
+    """``from scanner.x import _name`` / ``import scanner._x`` found in one module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            mods, names = [node.module], [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            mods, names = [a.name for a in node.names], []
+        else:
+            continue
+        for mod in mods:
+            if mod.split(".")[0] != "scanner":
+                continue
+            if lab_only_external and (mod == "scanner.lab" or mod.startswith("scanner.lab.")):
+                continue
+            bad = [p for p in mod.split(".") if p.startswith("_") and p != "__future__"]
+            bad += [n for n in names if n.startswith("_")]
+            found += [f"{path.name}:{node.lineno}: {mod} {b}" for b in bad]
+    return found
+
+
+def test_lab_uses_only_public_names_of_the_product():
+    """The lab measures the product as a user meets it: no module of scanner.lab imports an
+    underscore-prefixed name from a scanner module outside scanner.lab (and, so that the lab's
+    own modules stay swappable, none across lab modules either)."""
+    import scanner.lab
+
+    lab = Path(scanner.lab.__file__).parent
+    modules = sorted(lab.glob("*.py"))
+    assert len(modules) > 10
+    assert [f for m in modules for f in _private_imports(m, lab_only_external=True)] == []
+    assert [f for m in modules for f in _private_imports(m, lab_only_external=False)] == []
+
+
+def test_lab_modules_stay_small():
+    import scanner.lab
+
+    lab = Path(scanner.lab.__file__).parent
+    sizes = {m.name: len(m.read_text().splitlines()) for m in lab.glob("*.py")}
+    assert {k: v for k, v in sizes.items() if v > 300} == {}

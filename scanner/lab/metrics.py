@@ -1,7 +1,7 @@
 """Game-level metrics on top of :mod:`scanner.ops.metrics`: the paper's η (robustness under a
 clean-accuracy budget Δ) and ROC AUC with an uncertainty over models.
 
-Definitions used throughout ``scanner.eval`` (paper §3, §5.2):
+Definitions used throughout ``scanner.lab`` (paper §3, §5.2):
 
 - CDA: accuracy on clean test images; ASR: fraction of triggered test images whose true label is
   not the target that are predicted as the target (``scanner.ops.metrics.attack_success_rate``).

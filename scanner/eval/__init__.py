@@ -1,1 +1,0 @@
-"""Evaluation harness: benchmarks and games over model zoos (uses attacks, defenses, detectors)."""
