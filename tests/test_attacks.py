@@ -26,7 +26,8 @@ def one_thread():
 
 N, C, H, W, K = 40, 3, 32, 32, 4
 EXPECTED = {"badnets", "cbadnets", "adaptive_patch", "adaptive_blend", "adv_clean_label",
-            "refool", "wanet", "tsb", "pcb"}
+            "refool", "wanet", "tsb", "pcb", "grid_patch", "additive_square", "blend", "l0_spread",
+            "l2_spread", "all_to_all"}
 CLEAN_LABEL = {"cbadnets", "adv_clean_label", "refool", "wanet"}
 
 
@@ -48,6 +49,8 @@ def make(name: str, **over):
     params = {"m": 4, **over}
     if name == "adv_clean_label" and "surrogate" not in params:
         params["surrogate"] = tiny_net()
+    if name == "all_to_all":
+        params.setdefault("num_classes", K)
     return get_attack(name, **params)
 
 
@@ -101,16 +104,17 @@ def test_attack_contract(name, boost, data):
     assert torch.equal(torch.bincount(src, minlength=N).max(), torch.tensor(boost))
     assert not (set(ps.noise.tolist()) & set(ps.poisoned.tolist()))
 
-    # labels: clean-label never changes one; poison-label changes only poisoned rows, to target
+    # labels: clean-label never changes one; poison-label changes only poisoned rows, to their
+    # target (attack.target_of: config.target, or label-dependent for all-to-all)
     changed = torch.nonzero(ps.y != ps.true_y).flatten()
     if attack.clean_label:
         assert len(changed) == 0
-        assert bool((ps.true_y[ps.poisoned] == cfg.target).all())
+        assert bool((ps.true_y[ps.poisoned] == attack.target_of(ps.true_y[ps.poisoned])).all())
         assert torch.equal(torch.bincount(ps.y[:N], minlength=K), torch.bincount(y, minlength=K))
     else:
         assert set(changed.tolist()) <= set(ps.poisoned.tolist())
-        assert bool((ps.y[changed] == cfg.target).all())
-        assert bool((ps.true_y[ps.poisoned] != cfg.target).all())
+        assert bool((ps.y[changed] == attack.target_of(ps.true_y[changed])).all())
+        assert bool((ps.true_y[ps.poisoned] != attack.target_of(ps.true_y[ps.poisoned])).all())
         assert len(changed) == (m - round(cfg.conservatism * m)) * boost
 
     # poisoned rows are modified; every row outside poisoned/noise is bit-identical

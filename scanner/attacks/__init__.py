@@ -14,10 +14,12 @@ from scanner.attacks.refool import Refool
 from scanner.attacks.wanet import WaNet
 from scanner.attacks.tsb import TSB
 from scanner.attacks.pcb import PCB
+from scanner.attacks.wild import AdditiveSquare, AllToAll, Blend, GridPatch, L0Spread, L2Spread
 from scanner.attacks.train import TrainHistory, attack_success_rate, evaluate, train_model
 
 __all__ = [
     "Attack", "AttackConfig", "PoisonedSet", "get_attack", "list_attacks", "attack_class",
     "BadNets", "CBadNets", "AdaptivePatch", "AdaptiveBlend", "AdvCleanLabel", "Refool", "WaNet",
-    "TSB", "PCB", "train_model", "evaluate", "attack_success_rate", "TrainHistory",
+    "TSB", "PCB", "GridPatch", "AdditiveSquare", "Blend", "L0Spread", "L2Spread", "AllToAll",
+    "train_model", "evaluate", "attack_success_rate", "TrainHistory",
 ]

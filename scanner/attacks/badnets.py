@@ -49,13 +49,18 @@ class BadNets(Attack):
         """Per-sample occlusion of the patch; none for plain BadNets."""
         return None
 
+    def _origin(self, h: int, w: int, ps: int) -> tuple[int, int]:
+        """(top, left) pixel where the patch goes; the top-left corner for BadNets."""
+        return 0, 0
+
     def _stamp(self, x: Tensor, params: Params) -> Tensor:
         _, c, h, w = x.shape
         patch = self.patch(c, w)
         ps = patch.shape[-1]
-        if ps > h:
+        if ps > h or ps > w:
             raise InputError(f"{self.name}: a {ps}px patch does not fit {h}x{w} images")
-        return stamp_patch(x, patch.to(x.device), 0, 0, mask=self._patch_mask(params, ps))
+        top, left = self._origin(h, w, ps)
+        return stamp_patch(x, patch.to(x.device), top, left, mask=self._patch_mask(params, ps))
 
 
 @dataclass

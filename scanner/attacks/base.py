@@ -232,12 +232,22 @@ class Attack:
         return self._cache[key]
 
     # -- the public interface -------------------------------------------------------------------
+    def target_of(self, y: Tensor) -> Tensor:
+        """The class the trigger should send each image of true label ``y`` to (same shape).
+
+        ``config.target`` for every image by default; an all-to-all attack overrides it. Images
+        whose target is their own label are what a clean-label attack poisons and what a
+        poison-label attack and the ASR leave out.
+        """
+        return torch.full_like(y, self.config.target)
+
     def poison(self, x: Tensor, y: Tensor) -> PoisonedSet:
         """Poison ``m`` samples of (x, y) without replacement; boost copies are appended."""
         check_images(x)
         y = check_labels(y, len(x))
         cfg = self.config
-        candidates = torch.nonzero(y == cfg.target if self.clean_label else y != cfg.target).flatten()
+        target = self.target_of(y)
+        candidates = torch.nonzero(y == target if self.clean_label else y != target).flatten()
         kind = "target-class" if self.clean_label else "non-target"
         if cfg.m > len(candidates):
             raise InputError(f"{self.name}: m={cfg.m} but only {len(candidates)} {kind} samples "
@@ -269,7 +279,7 @@ class Attack:
         xs, ys = x.clone(), y.clone()
         xs[stamped] = stamped_x
         if not self.clean_label:
-            ys[chosen[~keep]] = cfg.target
+            ys[chosen[~keep]] = target[chosen[~keep]]
         stamp_rows = torch.full((len(y),), -1, dtype=torch.long)
         stamp_rows[stamped] = torch.arange(len(stamped))
 

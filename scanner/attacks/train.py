@@ -25,7 +25,6 @@ from scanner.classifier import predict
 from scanner.device import resolve_device
 from scanner.errors import InputError
 from scanner.ops.metrics import accuracy
-from scanner.ops.metrics import attack_success_rate as asr_of_predictions
 
 ProgressFn = Callable[[int, int, dict], None]
 
@@ -187,17 +186,18 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 def attack_success_rate(model: nn.Module, attack: Attack, x_test: Tensor, y_test: Tensor,
                         batch_size: int = 512) -> float:
-    """Fraction of triggered test images whose true label is not the target that the model
-    classifies as the target (paper §3; the arithmetic is :func:`scanner.ops.metrics.
-    attack_success_rate`). Unlike that one, an all-target test set is an input error here."""
+    """Fraction of triggered test images, among those whose target (``attack.target_of``) is not
+    their true label, that the model classifies as their target (paper §3; for a single-target
+    attack this is :func:`scanner.ops.metrics.attack_success_rate`, and all-to-all targets count
+    per image). Unlike that one, a test set with no such image is an input error here."""
     check_images(x_test)
     y_test = check_labels(y_test, len(x_test))
-    target = attack.config.target
+    target = attack.target_of(y_test)
     keep = y_test != target
     if not bool(keep.any()):
-        raise InputError("attack_success_rate: every test image is of the target class")
+        raise InputError("attack_success_rate: every test image is of its target class")
     stamped = torch.cat([attack.apply(xb) for xb in x_test[keep].split(batch_size)])
-    return asr_of_predictions(predict(model, stamped, batch_size), y_test[keep], target)
+    return float((predict(model, stamped, batch_size) == target[keep]).float().mean())
 
 
 def load_subset(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -12,8 +12,8 @@ from scanner import __version__
 from scanner.cli.app import app
 from scanner.cli.console import Progress, console as make_console, stderr_console
 from scanner.cli.options import (ArchOpt, BudgetOpt, DeviceOpt, JsonOpt, LabelsOpt, LayoutOpt,
-                                 MeanOpt, QuietOpt, RangeOpt, SeedOpt, SizeOpt, StdOpt,
-                                 spec_overrides)
+                                 MeanOpt, PrecisionOpt, QuietOpt, RangeOpt, SeedOpt, SizeOpt,
+                                 StdOpt, spec_overrides)
 
 
 @app.command("inspect")
@@ -91,6 +91,7 @@ def selftest_cmd(
     budget: str = BudgetOpt,
     seed: int = SeedOpt,
     device: str = DeviceOpt,
+    precision: str = PrecisionOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -101,12 +102,13 @@ def selftest_cmd(
 
     Examples:\n
       scan selftest\n
-      scan selftest --budget thorough --json
+      scan selftest --budget thorough --json\n
+      scan selftest --precision fp32   # the verdicts must not depend on the loops' arithmetic
     """
     from scanner.device import resolve_device
     from scanner.scan import run_selftest
 
-    res = run_selftest(budget=budget, seed=seed, device=resolve_device(device),
+    res = run_selftest(budget=budget, seed=seed, device=resolve_device(device), precision=precision,
                        progress=Progress(quiet),
                        log=None if (quiet or as_json) else
                        (lambda m: stderr_console().print(m, highlight=False)))

@@ -20,7 +20,7 @@ class ArchConfig:
     """How to build one named architecture and what input it expects."""
 
     name: str
-    family: str  # "cifar_resnet" | "cifar_vgg" | "torchvision"
+    family: str  # a key of _BUILDERS: "cifar_resnet", "cifar_wrn", "keras_cnn", "torchvision", ...
     input_size: int  # default square input side
     kwargs: dict = field(default_factory=dict)
     description: str = ""
@@ -53,6 +53,26 @@ _add(ArchConfig("vgg_small", "cifar_vgg", 32, {"cfg": (32, "M", 64, "M", 128, 12
 _add(ArchConfig("vgg11_cifar", "cifar_vgg", 32,
                 {"cfg": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)},
                 "VGG-11 for 32x32 inputs"))
+# Families that look like third-party CIFAR models found in the wild (parameter counts for 10
+# classes; tests/test_models_wild.py checks them).
+_add(ArchConfig("wrn16_2", "cifar_wrn", 32, {"depth": 16, "widen": 2},
+                "pre-activation WRN-16-2 (BN-ReLU-conv), 0.69 M parameters"))
+_add(ArchConfig("wrn16_4", "cifar_wrn", 32, {"depth": 16, "widen": 4},
+                "pre-activation WRN-16-4 (BN-ReLU-conv), 2.75 M parameters"))
+_add(ArchConfig("vgg_elu", "cifar_vgg_elu", 32,
+                {"cfg": (32, "M", 64, "M", 128, 128, "M", 256), "act": "elu", "bn": False},
+                "small VGG-style net with ELU and no BN (5 conv layers), 0.54 M parameters"))
+_add(ArchConfig("keras_cnn", "keras_cnn", 32, {"widths": (32, 64), "hidden": 128},
+                "Keras-style CNN (conv-ReLU-BN, TF 'same' stride-2 pads, dropout, dense head), "
+                "0.10 M parameters"))
+_add(ArchConfig("resnet_nobn", "cifar_resnet_nobn", 32, {"blocks": (2, 2, 2)},
+                "BN-free Fixup ResNet-14 (scalar biases/multipliers, zero-init branch ends), "
+                "0.17 M parameters"))
+_add(ArchConfig("lenet", "lenet", 32, {},
+                "LeNet-5 (conv5-ReLU-maxpool x2, 120-84 dense, ReLU), 0.06 M parameters"))
+_add(ArchConfig("mobilenet_cifar", "mobilenet_cifar", 32, {},
+                "width-reduced MobileNetV2 for 32x32 (inverted residuals, BN, ReLU6), "
+                "0.60 M parameters"))
 for _tv in ("resnet18", "resnet34", "resnet50", "vgg11_bn", "vgg16_bn", "mobilenet_v2",
             "densenet121", "efficientnet_b0", "wide_resnet50_2"):
     _add(ArchConfig(_tv, "torchvision", 224, {}, f"torchvision {_tv}"))
@@ -86,6 +106,36 @@ def _build_vgg(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module
     return CifarVGG(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
 
 
+def _build_wrn(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
+    from scanner.models.wrn import WideResNet
+
+    return WideResNet(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
+def _build_keras_cnn(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
+    from scanner.models.keras_cnn import KerasCNN
+
+    return KerasCNN(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
+def _build_fixup_resnet(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
+    from scanner.models.fixup_resnet import FixupResNet
+
+    return FixupResNet(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
+def _build_lenet(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
+    from scanner.models.lenet import LeNet5
+
+    return LeNet5(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
+def _build_mobilenet_cifar(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
+    from scanner.models.mobilenet_cifar import MobileNetV2Cifar
+
+    return MobileNetV2Cifar(num_classes=num_classes, in_channels=in_channels, **cfg.kwargs)
+
+
 def _build_torchvision(cfg: ArchConfig, num_classes: int, in_channels: int) -> nn.Module:
     import torchvision
 
@@ -97,5 +147,11 @@ def _build_torchvision(cfg: ArchConfig, num_classes: int, in_channels: int) -> n
 _BUILDERS: dict[str, Callable[[ArchConfig, int, int], nn.Module]] = {
     "cifar_resnet": _build_cifar_resnet,
     "cifar_vgg": _build_vgg,
+    "cifar_vgg_elu": _build_vgg,  # same builder; its own family so zoos can pick it apart
+    "cifar_wrn": _build_wrn,
+    "keras_cnn": _build_keras_cnn,
+    "cifar_resnet_nobn": _build_fixup_resnet,
+    "lenet": _build_lenet,
+    "mobilenet_cifar": _build_mobilenet_cifar,
     "torchvision": _build_torchvision,
 }

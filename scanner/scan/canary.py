@@ -18,6 +18,8 @@ and it is an opt-in speed trade, not the default (a canary must fail closed).
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -41,11 +43,25 @@ class CanaryConfig:
     steps: int = 500  # a cap: the implant stops early once it takes (see scanner.budget)
     batch_size: int = 64
     lr: float = 1e-3
+    warmup: int = 50  # steps of a linear ramp to ``lr``: the first steps did the damage
+    # The clean half of each batch is also pulled towards the original model's outputs: the
+    # canary must add a backdoor, not retrain the model. On the four shipped models plain
+    # cross-entropy at a fixed step cost 8.7-12.3 points of test accuracy; with this term and the
+    # warm-up, -3.4 to +0.1 (a weight of 3 cost up to 5.8 and took twice the steps).
+    distill: float = 1.0
+    eval_every: int = 25
     min_asr: float = 0.9  # implant counts only when it actually took
-    stop_asr: float = 0.95  # stop early once the implant is this strong
-    # The canary tests the detector's sensitivity, not the repair: it may cost accuracy, as long
-    # as it stays a working classifier (imported CIFAR models lost 0.1-0.3 in our probes).
-    max_cda_drop: float = 0.3
+    stop_asr: float = 0.95  # stop early once the implant is this strong ...
+    stop_drop: float = 0.03  # ... and the held-out accuracy is within this of the original's
+    # The canary stands in for the model: a copy that lost more than this is not the model any
+    # more, and a scan of it proves nothing about the real one.
+    max_cda_drop: float = 0.05
+    # Divergence: a non-finite loss, or a check that lost more than this share of the model's
+    # accuracy above chance, restores the last good state and halves the step size (at most
+    # ``max_backoffs`` times). Not a small drop: the implant dips and recovers (15 points and back
+    # within 50 steps on the digits test model).
+    diverged_share: float = 0.5
+    max_backoffs: int = 3
     seed: int = 0
 
 
@@ -60,6 +76,7 @@ class CanaryImplant:
     ok: bool
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    backoffs: int = 0
 
 
 def canary_patch(shape: tuple[int, int, int], frac: float, seed: int) -> tuple[Tensor, int]:
@@ -90,50 +107,94 @@ def stamp_canary(x: Tensor, patch: Tensor) -> Tensor:
 
 
 def implant_canary(model: SplitClassifier, split: TrustedSplit, num_classes: int,
-                   cfg: CanaryConfig, *,
-                   device: torch.device | None = None) -> CanaryImplant:
-    """Fine-tune a copy of ``model`` so that the canary patch maps every image to one class."""
+                   cfg: CanaryConfig, *, device: torch.device | None = None) -> CanaryImplant:
+    """Fine-tune a copy of ``model`` so that the canary patch maps every image to one class,
+    keeping the copy the same classifier on clean images.
+
+    Why the guard: a fixed-rate fine-tune is not stable across architectures (BN-folded deep
+    ResNets and a Keras VGG collapsed to chance accuracy). Every ``eval_every`` steps the held-out
+    accuracy is checked; a collapse restores the last good state at half the step size. The state
+    returned is the best one seen: the implant taken (ASR >= min_asr) at the highest held-out
+    accuracy, or else the last good one.
+    """
     t0 = time.perf_counter()
-    x_tune, y_tune, x_held, y_held = split.tune.x, split.tune.y, split.held.x, split.held.y
+    tune, held = split.tune, split.held
     device = device or next(model.parameters()).device
     g = torch.Generator().manual_seed(cfg.seed)
     target = int(torch.randint(0, num_classes, (1,), generator=g))
-    patch, _ = canary_patch(tuple(x_tune.shape[1:]), cfg.patch_frac, cfg.seed)
+    patch, _ = canary_patch(tuple(tune.x.shape[1:]), cfg.patch_frac, cfg.seed)
+    pivot = model.clone().to(device).eval()
     canary = model.clone().to(device)
-    pivot_cda = accuracy(predict(canary, x_held), y_held)
+    pivot_cda = accuracy(predict(pivot, held.x), held.y)
     for p in canary.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.SGD(canary.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True)
-    n = len(y_tune)
-    step = 0
+    lr = cfg.lr
+    opt = torch.optim.SGD(canary.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    good = copy.deepcopy(canary.state_dict())  # the rollback state
+    best: tuple[float, float, int, dict] | None = None  # (cda, asr, step, state) with the implant taken
+    n, k = len(tune.y), max(1, int(cfg.poison_frac * min(cfg.batch_size, len(tune.y))))
+    step = backoffs = 0
+    chance = 1.0 / num_classes
+    floor = chance + (1 - cfg.diverged_share) * max(0.0, pivot_cda - chance)
     asr = cda = 0.0
     while step < cfg.steps:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=g)
-        xb, yb = augment_batch(x_tune[idx], g), y_tune[idx].clone()
-        k = max(1, int(cfg.poison_frac * len(idx)))
-        canary.train()
-        canary.set_bn_eval()
+        xb, yb = augment_batch(tune.x[idx], g), tune.y[idx].clone()
         # One mixed batch, as a poisoned training set would give; stamped after augmentation
         # (a crop would move the patch).
         xb[:k] = stamp_canary(xb[:k], patch)
         yb[:k] = target
-        loss = F.cross_entropy(canary(xb.to(device)), yb.to(device))
+        xb, yb = xb.to(device), yb.to(device)
+        canary.train()
+        canary.set_bn_eval()
+        out = canary(xb)
+        loss = F.cross_entropy(out, yb)
+        if cfg.distill > 0:
+            with torch.no_grad():
+                ref = pivot(xb[k:])
+            loss = loss + cfg.distill * F.kl_div(F.log_softmax(out[k:], 1), F.log_softmax(ref, 1),
+                                                 log_target=True, reduction="batchmean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         opt.step()
         step += 1
-        if step % 25 == 0 or step == cfg.steps:
-            asr = attack_success_rate(predict(canary, stamp_canary(x_held, patch)), y_held, target)
-            cda = accuracy(predict(canary, x_held), y_held)
-            if asr >= cfg.stop_asr and within_drop(cda, pivot_cda, cfg.max_cda_drop):
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        asr = attack_success_rate(predict(canary, stamp_canary(held.x, patch)), held.y, target)
+        cda = accuracy(predict(canary, held.x), held.y)
+        if not math.isfinite(float(loss.detach())) or cda < floor:
+            if backoffs == cfg.max_backoffs:
                 break
+            canary.load_state_dict(good)
+            backoffs += 1
+            lr /= 2
+            opt = torch.optim.SGD(canary.parameters(), lr=lr, momentum=0.9, nesterov=True)
+            continue
+        good = copy.deepcopy(canary.state_dict())
+        if asr >= cfg.min_asr and (best is None or cda > best[0]):
+            best = (cda, asr, step, good)
+        if asr >= cfg.stop_asr and within_drop(cda, pivot_cda, cfg.stop_drop):
+            break
+    if best is not None:
+        cda, asr, step_kept, state = best
+    else:
+        state, step_kept = good, step
+        asr = attack_success_rate(predict(canary, stamp_canary(held.x, patch)), held.y, target)
+    canary.load_state_dict(state)
     canary.eval()
     for p in canary.parameters():
         p.requires_grad_(False)
+    cda = accuracy(predict(canary, held.x), held.y)
     ok = asr >= cfg.min_asr and within_drop(cda, pivot_cda, cfg.max_cda_drop)
-    notes = [] if ok else [f"canary implant did not take (ASR {asr:.2f}, CDA {cda:.2f} vs {pivot_cda:.2f})"]
-    return CanaryImplant(canary, target, asr, cda, pivot_cda, step, ok, notes,
-                         time.perf_counter() - t0)
+    notes = [] if ok else [f"canary implant did not take within {cfg.max_cda_drop:.0%} of the "
+                           f"model's accuracy (ASR {asr:.2f}, CDA {cda:.2f} vs {pivot_cda:.2f})"]
+    if backoffs:
+        notes.append(f"the implant diverged {backoffs} time(s) and was restarted from its last "
+                     f"good state at a smaller step (lr {lr:g})")
+    return CanaryImplant(canary, target, asr, cda, pivot_cda, step_kept, ok, notes,
+                         time.perf_counter() - t0, backoffs)
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -173,10 +234,10 @@ def run_canary(model, split, num_classes: int, request: ScanRequest, progress, r
     if check is not None:
         check()
     with loops(request):
-        implant = implant_canary(model, split, num_classes, CanaryConfig(steps=request.budget.canary_steps,
-                                                           seed=request.seed),
-                                 device=request.torch_device)
+        cfg = CanaryConfig(steps=request.budget.canary_steps, seed=request.seed)
+        implant = implant_canary(model, split, num_classes, cfg, device=request.torch_device)
     canary = {"target": implant.target, "implant_asr": implant.asr, "implant_cda": implant.cda,
+              "original_cda": implant.pivot_cda, "implant_steps": implant.steps,
               "implanted": implant.ok, "notes": implant.notes, "scope": request.canary_scope}
     if not implant.ok:
         canary["detected"] = False

@@ -43,7 +43,8 @@ def default_cases(root: Path = FIXTURES) -> list[SelftestCase]:
 
 
 def run_selftest(cases: list[SelftestCase] | None = None, *, budget: str = "standard",
-                 seed: int = 0, device: torch.device | None = None, progress=None,
+                 seed: int = 0, device: torch.device | None = None, precision: str = "auto",
+                 progress=None,
                  log: Callable[[str], None] | None = None, policy=None) -> dict:
     """Scan every case with the default policy; ``ok`` only if every verdict is the expected one.
 
@@ -61,7 +62,7 @@ def run_selftest(cases: list[SelftestCase] | None = None, *, budget: str = "stan
             log(f"selftest: scanning {case.model.name} (expect {case.expected})")
         t = time.perf_counter()
         request = build_request(policy or Policy(), device=device or "cpu", seed=seed,
-                                budget_level=budget, arch=case.arch)
+                                budget_level=budget, arch=case.arch, precision=precision)
         res = detect(case.model, case.trusted, request,
                      progress=phase(progress, case.model.stem))
         out.append({"model": str(case.model), "expected": case.expected, "verdict": res.verdict,
@@ -72,4 +73,5 @@ def run_selftest(cases: list[SelftestCase] | None = None, *, budget: str = "stan
     wrong = any(not c["ok"] and c["verdict"] != VERDICT_INCONCLUSIVE for c in out)
     # the selftest's own verdict: a wrong verdict is the gate failing, as a backdoor fails it
     code = exit_code(VERDICT_PASS if ok else VERDICT_BACKDOOR if wrong else VERDICT_INCONCLUSIVE)
-    return {"ok": ok, "exit_code": code, "budget": budget, "seed": seed, "cases": out}
+    return {"ok": ok, "exit_code": code, "budget": budget, "seed": seed,
+            "precision": precision, "cases": out}
