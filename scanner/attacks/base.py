@@ -197,6 +197,7 @@ class Attack:
 
     name: ClassVar[str] = ""
     clean_label: ClassVar[bool] = False
+    all_to_one: ClassVar[bool] = True  # one target class for every image (see target_of)
     Config: ClassVar[type[AttackConfig]] = AttackConfig
 
     def __init__(self, config: AttackConfig | None = None, **params: Any) -> None:

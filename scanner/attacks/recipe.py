@@ -43,10 +43,17 @@ class ModelRecipe:
     seed: int = 0
     normalize_in_graph: bool = False  # bake CIFAR mean/std into the exported graph
     dataset: str = "cifar10"
+    weight_decay: float = 5e-4
+    augment: bool = True  # random crop + flip while training
 
     def key(self) -> str:
         d = asdict(self)
         d.pop("name")
+        # Fields added after models were cached join the key only when they differ from their
+        # defaults, so every model trained before they existed keeps its key and its cache.
+        for f, default in (("weight_decay", 5e-4), ("augment", True)):
+            if d[f] == default:
+                d.pop(f)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -111,6 +118,7 @@ def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str =
 
     model, _ = train_model(net, x_tr, y_tr, attack=attack, epochs=recipe.epochs,
                            batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed,
+                           weight_decay=recipe.weight_decay, augment=recipe.augment,
                            device=device, num_classes=num_classes, progress=progress)
     train_s = time.perf_counter() - t0
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)
@@ -118,7 +126,9 @@ def build_model_from_recipe(recipe: ModelRecipe, out_dir: Path, *, device: str =
     asr = attack_success_rate(model, attack, x_te, y_te) if attack is not None else None
     sidecar = {"recipe": asdict(recipe), "recipe_key": recipe.key(), "cda": cda, "asr": asr,
                "test_images": int(len(y_te)), "train_seconds": round(train_s, 1),
-               "tool_version": __version__, "target": recipe.target if attack else None}
+               "tool_version": __version__,
+               "target": recipe.target if attack is not None and attack.all_to_one else None,
+               "all_to_all": attack is not None and not attack.all_to_one}
     spec = InputSpec(channels=int(x_tr.shape[1]), height=int(x_tr.shape[2]),
                      width=int(x_tr.shape[3]), input_name="input", output_name="logits")
     onnx_path = Path(out_path) if out_path is not None else out_dir / f"{recipe.name}.onnx"

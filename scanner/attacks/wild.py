@@ -266,6 +266,7 @@ class AllToAll(BadNets):
     """All-to-all BadNets: the patch sends an image of class y to (y + 1) mod num_classes."""
 
     name = "all_to_all"
+    all_to_one = False
     Config = AllToAllConfig
     config: AllToAllConfig  # type: ignore[assignment]
 
