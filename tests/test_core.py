@@ -150,6 +150,7 @@ def test_canary_implant_takes(digits):
     model = SplitClassifier(net, InputSpec())
     imp = implant_canary(model, TrustedSplit(tune, held), 10, CanaryConfig(seed=1))
     assert imp.ok and imp.asr >= 0.9
+    assert imp.cda >= imp.pivot_cda - 0.05  # the copy is still the same classifier
     patch, s = canary_patch((3, 32, 32), CanaryConfig().patch_frac, 1)
     assert s == 6 and torch.equal(stamp_canary(held.x[:2], patch)[..., -6:, -6:], patch.expand(2, 3, 6, 6))
     assert len(torch.unique(patch[0, :, 0])) == 2 and torch.equal(patch[:, :2, :2], patch[:, :1, :1].expand(3, 2, 2))  # 2x2 cells
@@ -157,6 +158,25 @@ def test_canary_implant_takes(digits):
     asr0 = attack_success_rate(predict(model, stamp_canary(held.x, patch)), held.y, imp.target)
     assert asr0 < 0.5
 
+
+
+def test_a_diverging_canary_implant_is_restored_and_slowed(digits):
+    """At ten times the step size the implant collapses the digits model to chance within 25
+    steps; the guard restores the last good state at half the step until the implant takes
+    without costing the model more than 5 points."""
+    from scanner.scan.canary import CanaryConfig, implant_canary
+
+    net, _ = digits_model("clean")
+    _, _, tune, held = digits
+    model = SplitClassifier(net, InputSpec())
+    cfg = CanaryConfig(seed=1, lr=1e-2, warmup=1, steps=400)
+    imp = implant_canary(model, TrustedSplit(tune, held), 10, cfg)
+    assert imp.backoffs >= 1 and any("diverged" in n for n in imp.notes)
+    assert imp.ok and imp.asr >= cfg.min_asr and imp.cda >= imp.pivot_cda - cfg.max_cda_drop
+    # with no retries left, a collapsed copy is reported as not taken, never returned as taken
+    worse = implant_canary(model, TrustedSplit(tune, held), 10,
+                           CanaryConfig(seed=1, lr=1.0, warmup=1, steps=100, max_backoffs=0))
+    assert not worse.ok and worse.backoffs == 0
 
 
 def test_subset_scan_splices_into_the_reference(badnets_digits, digits):

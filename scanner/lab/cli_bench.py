@@ -89,6 +89,46 @@ def bench_detect_cmd(
                f"{time.perf_counter() - t0:.0f} s")
 
 
+@eval_app.command("bench-canary", short_help="What the canary implant costs each model: test CDA before/after, ASR, steps.")
+def bench_canary_cmd(
+    models: Optional[list[str]] = ModelsOpt,
+    trusted: int = typer.Option(500, "--trusted", help="Trusted images: the first N of a stratified draw of CIFAR-10 test images."),
+    threads: int = typer.Option(2, "--threads", help="torch threads per implant."),
+    jobs: int = JobsOpt,
+    seed: int = SeedOpt,
+    precision: str = PrecisionOpt,
+    out: Optional[Path] = OutOpt,
+    summarize: Optional[Path] = typer.Option(None, "--summarize", help="Implant nothing: print the table of rows written by --out."),
+) -> None:
+    """Canary benchmark: implant the scan's canary into each model and measure what it cost on
+    2 000 test images it never saw.
+
+    Examples:\n
+      scan eval bench-canary --models 'fixtures/models/*.onnx' --threads 1\n
+      scan eval bench-canary --models "$HOME/.cache/backdoor-scanner/zoo/*/*.onnx" --jobs 2 --threads 1 --out rows.jsonl
+    """
+    from scanner.lab.bench_canary import bench_key, implant_one, summary_lines
+    from scanner.lab.jobs import find_models, run_rows
+    from scanner.lab.rows import latest, load_rows
+
+    if summarize is not None:
+        rows = latest(load_rows(summarize), key=lambda r: r["model"])
+        typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+        return
+    check_precision(precision)
+    paths = find_models(models or ["fixtures/models/*.onnx"], jobs, threads)
+    store = open_store(out)
+    work = [(bench_key(Path(p).name, trusted, seed, precision), (p,)) for p in paths]
+    t0 = time.perf_counter()
+    job = functools.partial(implant_one, n_trusted=trusted, seed=seed, threads=threads,
+                            precision=precision)
+    rows, skipped = run_rows(job, work, jobs, store,
+                             lambda row: typer.echo(json.dumps(row), err=True))
+    typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+    typer.echo(f"{len(rows)} models ({skipped} already in {out}), {jobs} job(s) x {threads} "
+               f"thread(s), precision {precision}: {time.perf_counter() - t0:.0f} s")
+
+
 @eval_app.command("bench-repair", short_help="Pivotal Tuning configs on backdoored ONNX models, side by side.")
 def bench_repair_cmd(
     models: Optional[list[str]] = ModelsOpt,

@@ -173,7 +173,8 @@ def _canary(result: dict) -> str:
             ("Target class", esc(view.class_label(result, c.get("target")))),
             ("Implanted", esc(view.fmt(c.get("implanted")))),
             ("Implant ASR", esc(view.fmt(c.get("implant_asr"), 2))),
-            ("Implant clean accuracy", esc(view.fmt(c.get("implant_cda"))))]
+            ("Implant clean accuracy", esc(view.fmt(c.get("implant_cda")))),
+            ("Model's clean accuracy", esc(view.fmt(c.get("original_cda"))))]
     if "model_score" in c:
         rows += [("Canary model score", esc(view.fmt(c.get("model_score")))),
                  ("Most suspicious class", esc(view.class_label(result, c.get("top_class"))))]

@@ -101,7 +101,8 @@ def _canary(result: dict) -> list[str]:
     out.append(f"Known backdoor implanted for class {_md(view.class_label(result, c.get('target')))}"
                f" (implanted: {view.fmt(c.get('implanted'))}, implant ASR "
                f"{view.fmt(c.get('implant_asr'), 2)}, clean accuracy "
-               f"{view.fmt(c.get('implant_cda'))}): {state}"
+               f"{view.fmt(c.get('implant_cda'))}, the model's "
+               f"{view.fmt(c.get('original_cda'))}): {state}"
                + (f", canary score {view.fmt(c.get('model_score'))}, most suspicious class "
                   f"{_md(view.class_label(result, c.get('top_class')))}"
                   if "model_score" in c else "") + ".")
