@@ -51,8 +51,12 @@ class CanaryConfig:
     distill: float = 1.0
     eval_every: int = 25
     min_asr: float = 0.9  # implant counts only when it actually took
-    stop_asr: float = 0.95  # stop early once the implant is this strong ...
-    stop_drop: float = 0.03  # ... and the held-out accuracy is within this of the original's
+    # Stop early once the implant is this strong and the held-out accuracy is back within
+    # ``stop_drop`` of the original's; until then the best taken state is kept. 0: the distilled
+    # copy keeps recovering after the implant has taken (scan eval bench-canary on the shipped
+    # models: test accuracy -5.3/-2.8/-2.0/-1.7 points against -5.3/-4.9/-2.5/-4.0 with 0.03).
+    stop_asr: float = 0.95
+    stop_drop: float = 0.0
     # The canary stands in for the model: a copy that lost more than this is not the model any
     # more, and a scan of it proves nothing about the real one.
     max_cda_drop: float = 0.05
