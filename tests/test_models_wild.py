@@ -117,3 +117,18 @@ def test_fixup_scalars_learn_at_a_tenth_of_the_rate():
     (o_tr, b_tr, w_tr), (o_ev, b_ev, w_ev) = grads
     assert torch.equal(o_tr, o_ev) and torch.equal(w_tr, w_ev)
     torch.testing.assert_close(b_tr, b_ev * SCALAR_GRAD_SCALE)
+
+
+@pytest.mark.parametrize("arch,channels", [("wrn16_2", 3), ("wrn16_2", 1), ("resnet8", 1)])
+def test_safetensors_reads_input_channels_off_the_first_conv(arch, channels, tmp_path):
+    """A WRN's keys sort ``block1.*`` before ``conv1.weight``: the input channels come from the
+    architecture's first convolution, not from the file's first 4-D tensor."""
+    from safetensors.torch import save_file
+
+    from scanner.models import build_model
+
+    net = build_model(arch, num_classes=7, in_channels=channels)
+    path = tmp_path / f"{arch}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    loaded = load_model(path, arch=arch)
+    assert loaded.spec.channels == channels and loaded.num_classes == 7

@@ -41,9 +41,21 @@ def infer_num_classes(state: dict[str, torch.Tensor]) -> int:
     return int(state[key].shape[0])
 
 
-def _infer_in_channels(state: dict[str, torch.Tensor]) -> int:
-    convs = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 4]
-    return int(convs[0].shape[1]) if convs else 3
+def _infer_in_channels(arch: str, state: dict[str, torch.Tensor], num_classes: int) -> int:
+    """Input channels from the file's tensor for the architecture's *first* convolution.
+
+    Why not the first 4-D tensor of the file: safetensors stores keys sorted by name, and in
+    common parameter names the stem does not sort first (a WRN's ``block1.*`` comes before its
+    ``conv1.weight``), which read 16 input channels off a block's conv.
+    """
+    from torch import nn
+
+    probe = build_model(arch, num_classes=num_classes, in_channels=3)
+    first = next((name for name, m in probe.named_modules() if isinstance(m, nn.Conv2d)), None)
+    weight = state.get(f"{first}.weight") if first is not None else None
+    if weight is not None and weight.dim() == 4:
+        return int(weight.shape[1])
+    return 3
 
 
 def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None = None
@@ -62,7 +74,7 @@ def load_safetensors(path: Path, arch: str | None, spec_overrides: dict | None =
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
     state, stripped = strip_prefixes(state)
     num_classes = infer_num_classes(state)
-    in_ch = _infer_in_channels(state)
+    in_ch = _infer_in_channels(arch, state, num_classes)
     model = build_model(arch, num_classes=num_classes, in_channels=in_ch)
     result = model.load_state_dict(state, strict=False)
     # BatchNorm's num_batches_tracked is bookkeeping some exporters drop: not a mismatch.
