@@ -129,6 +129,46 @@ def bench_canary_cmd(
                f"thread(s), precision {precision}: {time.perf_counter() - t0:.0f} s")
 
 
+@eval_app.command("bench-gate", short_help="The default scan on a zoo: verdicts, TPR, clean pass rate, AUC, canary cost, time.")
+def bench_gate_cmd(
+    models: Optional[list[str]] = ModelsOpt,
+    trusted: int = typer.Option(500, "--trusted", help="Trusted images: the first N of a stratified draw of CIFAR-10 test images."),
+    threads: int = typer.Option(2, "--threads", help="torch threads per scan."),
+    jobs: int = JobsOpt,
+    seed: int = SeedOpt,
+    precision: str = PrecisionOpt,
+    out: Optional[Path] = OutOpt,
+    summarize: Optional[Path] = typer.Option(None, "--summarize", help="Scan nothing: print the summary of rows written by --out."),
+) -> None:
+    """Gate benchmark: `scan MODEL --trusted DATA` on every model, with Neural Cleanse's published
+    rule side by side; backdoors count when they implanted (sidecar ASR >= 0.8).
+
+    Examples:\n
+      scan eval bench-gate --models "$HOME/.cache/backdoor-scanner/zoo/*/*_s0.onnx" --out rows.jsonl\n
+      scan eval bench-gate --summarize rows.jsonl
+    """
+    from scanner.lab.bench_gate import bench_key, scan_one, summary_lines
+    from scanner.lab.jobs import find_models, run_rows
+    from scanner.lab.rows import latest, load_rows
+
+    if summarize is not None:
+        rows = latest(load_rows(summarize), key=lambda r: r["model"])
+        typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+        return
+    check_precision(precision)
+    paths = find_models(models or [], jobs, threads)
+    store = open_store(out)
+    work = [(bench_key(Path(p).name, trusted, seed, precision), (p,)) for p in paths]
+    t0 = time.perf_counter()
+    job = functools.partial(scan_one, n_trusted=trusted, seed=seed, threads=threads,
+                            precision=precision)
+    rows, skipped = run_rows(job, work, jobs, store,
+                             lambda row: typer.echo(json.dumps(row), err=True))
+    typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+    typer.echo(f"{len(rows)} models ({skipped} already in {out}), {jobs} job(s) x {threads} "
+               f"thread(s), precision {precision}: {time.perf_counter() - t0:.0f} s")
+
+
 @eval_app.command("bench-repair", short_help="Pivotal Tuning configs on backdoored ONNX models, side by side.")
 def bench_repair_cmd(
     models: Optional[list[str]] = ModelsOpt,
