@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from scanner.attacks import list_attacks
-from scanner.lab.wild_zoo import (ALL_TO_ONE, DEV_FAMILIES, FAMILIES, TEST_ONLY_FAMILIES,
-                                  TRIGGERS, cache_dir, select, wild_zoo)
+from scanner.lab.wild_zoo import (ALL_TO_ONE, DEV_FAMILIES, FAMILIES, LR_SCALE,
+                                  TEST_ONLY_FAMILIES, TRIGGERS, cache_dir, select, wild_zoo)
 from scanner.models.registry import list_archs
 
 
@@ -29,8 +29,8 @@ def test_zoo_spans_families_recipes_and_trigger_kinds():
     kinds = Counter(z.trigger for z in zoo)
     assert all(kinds[k] >= 2 for k in ALL_TO_ONE) and kinds["all_to_all"] >= 1
     assert kinds[None] == 2 * len(FAMILIES)  # a clean model per family and seed
-    recipes = {(z.recipe.lr, z.recipe.batch_size, z.recipe.weight_decay, z.recipe.augment)
-               for z in zoo}
+    recipes = {(round(z.recipe.lr / LR_SCALE.get(z.family, 1.0), 6), z.recipe.batch_size,
+                z.recipe.weight_decay, z.recipe.augment) for z in zoo}
     assert len(recipes) == 2
     assert all(z.recipe.normalize_in_graph for z in zoo)
     for z in zoo:

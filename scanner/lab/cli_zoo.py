@@ -19,8 +19,13 @@ def train_one(recipe, threads: int) -> dict:
     from scanner.attacks.recipe import cached_model, read_sidecar
     from scanner.lab.wild_zoo import cache_dir
 
+    from scanner.errors import InconclusiveError, InputError
+
     torch.set_num_threads(threads)
-    path = cached_model(recipe, cache_dir())
+    try:
+        path = cached_model(recipe, cache_dir())
+    except (InconclusiveError, InputError) as exc:  # e.g. a model that trained into NaN
+        return {"name": recipe.name, "error": str(exc)}
     side = read_sidecar(path)
     return {"name": recipe.name, "path": str(path), "cda": side["cda"], "asr": side["asr"],
             "train_s": side.get("train_seconds")}
@@ -67,6 +72,9 @@ def zoo_cmd(
 
         def on_row(row: dict) -> None:
             done[0] += 1
+            if "error" in row:  # one failed model does not stop the zoo; it stays untrained
+                log(f"zoo: [{done[0]}/{len(todo)}] {row['name']} FAILED: {row['error']}")
+                return
             asr = "-" if row["asr"] is None else f"{row['asr']:.3f}"
             log(f"zoo: [{done[0]}/{len(todo)}] {row['name']} CDA {row['cda']:.3f} ASR {asr} "
                 f"({row['train_s']:.0f}s)")
