@@ -107,26 +107,10 @@ def bench_canary_cmd(
       scan eval bench-canary --models 'fixtures/models/*.onnx' --threads 1\n
       scan eval bench-canary --models "$HOME/.cache/backdoor-scanner/zoo/*/*.onnx" --jobs 2 --threads 1 --out rows.jsonl
     """
-    from scanner.lab.bench_canary import bench_key, implant_one, summary_lines
-    from scanner.lab.jobs import find_models, run_rows
-    from scanner.lab.rows import latest, load_rows
+    from scanner.lab import bench_canary
 
-    if summarize is not None:
-        rows = latest(load_rows(summarize), key=lambda r: r["model"])
-        typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
-        return
-    check_precision(precision)
-    paths = find_models(models or ["fixtures/models/*.onnx"], jobs, threads)
-    store = open_store(out)
-    work = [(bench_key(Path(p).name, trusted, seed, precision), (p,)) for p in paths]
-    t0 = time.perf_counter()
-    job = functools.partial(implant_one, n_trusted=trusted, seed=seed, threads=threads,
-                            precision=precision)
-    rows, skipped = run_rows(job, work, jobs, store,
-                             lambda row: typer.echo(json.dumps(row), err=True))
-    typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
-    typer.echo(f"{len(rows)} models ({skipped} already in {out}), {jobs} job(s) x {threads} "
-               f"thread(s), precision {precision}: {time.perf_counter() - t0:.0f} s")
+    _per_model_bench(bench_canary, bench_canary.implant_one, models or ["fixtures/models/*.onnx"],
+                     trusted, threads, jobs, seed, precision, out, summarize)
 
 
 @eval_app.command("bench-gate", short_help="The default scan on a zoo: verdicts, TPR, clean pass rate, AUC, canary cost, time.")
@@ -147,24 +131,34 @@ def bench_gate_cmd(
       scan eval bench-gate --models "$HOME/.cache/backdoor-scanner/zoo/*/*_s0.onnx" --out rows.jsonl\n
       scan eval bench-gate --summarize rows.jsonl
     """
-    from scanner.lab.bench_gate import bench_key, scan_one, summary_lines
+    from scanner.lab import bench_gate
+
+    _per_model_bench(bench_gate, bench_gate.scan_one, models or [], trusted, threads, jobs, seed,
+                     precision, out, summarize)
+
+
+def _per_model_bench(module, one, models: list[str], trusted: int, threads: int, jobs: int,
+                     seed: int, precision: str, out: Optional[Path],
+                     summarize: Optional[Path]) -> None:
+    """A benchmark of one row per model (``module.bench_key``, ``module.summary_lines``; ``one``
+    computes a row): resumable through ``--out``, or only summarised from it."""
     from scanner.lab.jobs import find_models, run_rows
     from scanner.lab.rows import latest, load_rows
 
     if summarize is not None:
         rows = latest(load_rows(summarize), key=lambda r: r["model"])
-        typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+        typer.echo("\n".join(module.summary_lines(sorted(rows, key=lambda r: r["model"]))))
         return
     check_precision(precision)
-    paths = find_models(models or [], jobs, threads)
+    paths = find_models(models, jobs, threads)
     store = open_store(out)
-    work = [(bench_key(Path(p).name, trusted, seed, precision), (p,)) for p in paths]
+    work = [(module.bench_key(Path(p).name, trusted, seed, precision), (p,)) for p in paths]
     t0 = time.perf_counter()
-    job = functools.partial(scan_one, n_trusted=trusted, seed=seed, threads=threads,
+    job = functools.partial(one, n_trusted=trusted, seed=seed, threads=threads,
                             precision=precision)
     rows, skipped = run_rows(job, work, jobs, store,
                              lambda row: typer.echo(json.dumps(row), err=True))
-    typer.echo("\n".join(summary_lines(sorted(rows, key=lambda r: r["model"]))))
+    typer.echo("\n".join(module.summary_lines(sorted(rows, key=lambda r: r["model"]))))
     typer.echo(f"{len(rows)} models ({skipped} already in {out}), {jobs} job(s) x {threads} "
                f"thread(s), precision {precision}: {time.perf_counter() - t0:.0f} s")
 
