@@ -13,6 +13,16 @@ from scanner.io.cifar import shared_cifar10_dir
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and two threads collapse on a busy machine); a
+    module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class NormalizedNet(torch.nn.Module):
     """A classifier with (x - mean) / std baked into its graph and a Softmax at the end."""
 

@@ -20,12 +20,7 @@ N, C, H, W, K = 40, 3, 32, 32, 4
 WILD = ["grid_patch", "additive_square", "blend", "l0_spread", "l2_spread", "all_to_all"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
